@@ -1,0 +1,5 @@
+"""gliomaseg: brain tumour (glioma) segmentation on multi-modal MRI."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

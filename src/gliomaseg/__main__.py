@@ -1,0 +1,10 @@
+"""``python -m gliomaseg``."""
+
+from __future__ import annotations
+
+import sys
+
+from gliomaseg.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
