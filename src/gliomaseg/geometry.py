@@ -1,0 +1,99 @@
+"""Voxel-grid geometry: one canonical orientation with an exact inverse, and grid checks.
+
+All processing happens in RAS+ voxel order (nibabel's closest canonical orientation): the
+letter names the direction in which scanner coordinates *increase*, so increasing array index
+along axis 0 moves towards the patient's Right, axis 1 towards Anterior, axis 2 towards
+Superior. We only ever flip and permute axes, never resample, so the inverse
+(:func:`from_canonical`) is exact and an output mask lands on the input's own voxels.
+Laterality is therefore read from scanner x (the affine), never from array order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from nibabel import orientations as nio
+from numpy.typing import NDArray
+
+CANONICAL = "RAS"
+_RAS_ORNT = nio.axcodes2ornt(("R", "A", "S"))
+
+
+def orientation_code(affine: NDArray[np.float64]) -> str:
+    """Three-letter orientation code of an affine (``'LPS'``, ``'RAS'``...)."""
+    return "".join(str(c) for c in nio.aff2axcodes(affine))
+
+
+def _apply_ornt(array: NDArray[np.generic], ornt: NDArray[np.float64]) -> NDArray[np.generic]:
+    """Apply a nibabel orientation transform to the last three axes of ``array``."""
+    lead = array.ndim - 3
+    out = array
+    for i, (_, flip) in enumerate(ornt):
+        if flip == -1:
+            out = np.flip(out, axis=lead + i)
+    perm = list(range(lead)) + [lead + int(j) for j in np.argsort(ornt[:, 0])]
+    return np.ascontiguousarray(out.transpose(perm))
+
+
+def to_canonical(
+    array: NDArray[np.generic], affine: NDArray[np.float64]
+) -> tuple[NDArray[np.generic], NDArray[np.float64]]:
+    """Reorient (..., X, Y, Z) data to RAS+ voxel order by flips and axis swaps only.
+
+    Args:
+        array: Data whose last three axes are the spatial axes of ``affine``.
+        affine: 4x4 voxel -> scanner (mm) matrix.
+
+    Returns:
+        The reoriented array (contiguous copy) and its affine; scanner coordinates of every
+        voxel are unchanged.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    ornt = nio.io_orientation(affine)
+    if np.array_equal(ornt, _RAS_ORNT):
+        return array, affine
+    shape = array.shape[-3:]
+    new_affine = affine @ nio.inv_ornt_aff(ornt, shape)
+    return _apply_ornt(array, ornt), new_affine
+
+
+def from_canonical(
+    array: NDArray[np.generic], source_affine: NDArray[np.float64]
+) -> NDArray[np.generic]:
+    """Exact inverse of :func:`to_canonical` for data on the canonical grid (..., X, Y, Z)."""
+    ornt = nio.io_orientation(np.asarray(source_affine, dtype=np.float64))
+    if np.array_equal(ornt, _RAS_ORNT):
+        return array
+    back = nio.ornt_transform(_RAS_ORNT, ornt)
+    return _apply_ornt(array, back)
+
+
+def check_same_grid(
+    grids: Sequence[tuple[str, tuple[int, ...], NDArray[np.float64]]], *, atol: float = 1e-3
+) -> None:
+    """Check that every file of a case has the same voxel grid.
+
+    Args:
+        grids: (file name, spatial shape, affine) for each file.
+        atol: Tolerance on affine entries in mm (headers written by different tools differ in
+            float rounding).
+
+    Raises:
+        ValueError: naming the first file whose shape or affine differs from the first file's.
+    """
+    if not grids:
+        return
+    ref_name, ref_shape, ref_affine = grids[0]
+    for name, shape, affine in grids[1:]:
+        if tuple(shape) != tuple(ref_shape):
+            raise ValueError(
+                f"{name}: shape {tuple(shape)} differs from {ref_name} {tuple(ref_shape)}; "
+                "all modalities must be co-registered on one grid (resample them first)"
+            )
+        if not np.allclose(affine, ref_affine, atol=atol):
+            raise ValueError(
+                f"{name}: affine differs from {ref_name} (max difference "
+                f"{float(np.abs(affine - ref_affine).max()):.4g} mm); all modalities must share "
+                "one grid: co-register/resample them first"
+            )

@@ -1,0 +1,1 @@
+"""Readers and writers, one module per file format, plus layout detection (:mod:`.layouts`)."""

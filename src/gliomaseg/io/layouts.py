@@ -1,0 +1,573 @@
+"""Find the cases under a path and read each one into a canonical :class:`~gliomaseg.case.Case`.
+
+Discovery (:func:`find_cases`) looks only at names and headers and returns :class:`CaseRef`
+records; reading (:func:`read_case`) loads voxels, checks them and reorients to RAS+.
+Splitting the two lets batch commands list work cheaply and report one bad case without
+stopping the others.
+
+Supported layouts (``layout`` names):
+
+=====================  ==================================================================
+``brats2020``          ``<id>_{flair,t1,t1ce,t2}[_seg].nii[.gz]`` (BraTS 2018-2021)
+``brats2023``          ``<id>-{t2f,t1n,t1c,t2w}[-seg].nii.gz``
+``upenn-gbm``          ``<id>_{FLAIR,T1,T1GD,T2}.nii.gz`` + ``<id>_automated_approx_segm``
+``brats2013``          ``Flair_subtrMeanDivStd``, ``T1c_...``, ``OTMultiClass``, brainmask
+``brats2013-slices``   2D NIfTI slices ``<id>_{FLAIR,T1,T1C,T2,MASK,atropos_truth}_sliceN``
+``named-nifti``        any per-modality NIfTI files whose names carry a modality word
+``msd``                Decathlon Task01: one 4D ``imagesTr/<id>.nii.gz`` + ``labelsTr/<id>``
+``nnunet``             ``imagesTr/<id>_0000..0003.nii.gz`` + ``labelsTr`` + ``dataset.json``
+``config``             any names, mapped by ``gliomaseg-layout.json`` (see :class:`LayoutConfig`)
+``kaggle-h5``          ``volume_<V>_slice_<S>.h5`` (one case per slice, patient ``volume_V``)
+``lgg-tiff``           ``<patient>/<patient>_<n>.tif`` + ``_<n>_mask.tif`` (one stack)
+``nifti-file``         a single NIfTI file: a label map or one image
+=====================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gliomaseg.case import MODALITIES, Case
+from gliomaseg.geometry import check_same_grid, to_canonical
+from gliomaseg.io import hdf5, nifti, tiff
+from gliomaseg.io.naming import (
+    FOUR_MODALITY_LAYOUTS,
+    MODALITY_ALIASES,
+    FileRole,
+    case_id_before,
+    classify,
+    expected_name,
+    naming_convention,
+    stem,
+)
+from gliomaseg.labels import LGG, LabelScheme, get_scheme, guess_scheme
+
+LAYOUT_CONFIG_NAME = "gliomaseg-layout.json"
+#: MSD Task01 channel order (also the default nnU-Net channel map).
+MSD_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+_GENERIC_FOLDER_NAMES = frozenset({"images", "image", "imgs", "anat"})
+_NNUNET = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    """Maps arbitrary file names to roles, for folders no built-in convention covers.
+
+    Stored as JSON (``gliomaseg-layout.json`` in the case folder or its parent, or given with
+    ``--layout-config``)::
+
+        {"modalities": {"flair": "images/*_fla_bet.nii.gz", "t1": "images/*_t1_bet.nii.gz"},
+         "label": "fusion/mav.nii.gz", "label_scheme": "brats2020", "brain_mask": null}
+
+    Patterns are globs relative to the case folder and must match exactly one file.
+    """
+
+    modalities: dict[str, str]
+    label: str | None = None
+    label_scheme: str | None = None
+    brain_mask: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> LayoutConfig:
+        """Read and validate a layout config file."""
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot read layout config ({err}); fix the JSON") from None
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("modalities"), dict)
+            or not raw["modalities"]
+        ):
+            raise ValueError(f"{path}: layout config needs a non-empty 'modalities' mapping")
+        unknown = set(raw) - {"modalities", "label", "label_scheme", "brain_mask"}
+        if unknown:
+            raise ValueError(f"{path}: unknown layout config key(s) {sorted(unknown)}")
+        if raw.get("label_scheme"):
+            get_scheme(raw["label_scheme"])
+        return cls(
+            modalities={str(k): str(v) for k, v in raw["modalities"].items()},
+            label=raw.get("label"),
+            label_scheme=raw.get("label_scheme"),
+            brain_mask=raw.get("brain_mask"),
+        )
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """Where one case's files are, found from names and headers only.
+
+    Attributes:
+        case_id: Case identifier.
+        layout: Layout name (see module docstring).
+        path: Case folder, or the file for single-file layouts.
+        images: Canonical modality -> file (per-modality layouts).
+        label: Segmentation file, if any.
+        scheme: Label scheme name implied by the layout (None: guess from the values).
+        brain_mask: Brain-mask file, if the layout ships one.
+        channels: Modality of each channel of a 4D file (MSD).
+        patient: Patient identifier for patient-level splits.
+    """
+
+    case_id: str
+    layout: str
+    path: Path
+    images: dict[str, Path] = field(default_factory=dict)
+    label: Path | None = None
+    scheme: str | None = None
+    brain_mask: Path | None = None
+    channels: tuple[str, ...] = ()
+    patient: str = ""
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def find_cases(
+    path: str | Path, *, config: LayoutConfig | None = None, max_depth: int = 3
+) -> list[CaseRef]:
+    """Every case under ``path``: a case folder, a file, or a folder of cases (recursively).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: no case found (the message says what was expected), or a folder that is a
+            case but has unknown/duplicate files (the message names them).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder; check the path")
+    refs = _find(path, config=config, depth=max_depth)
+    if not refs:
+        raise ValueError(
+            f"{path}: no cases found; expected a case folder (e.g. <id>_flair.nii.gz, "
+            "<id>-t2f.nii.gz, <id>_0000.nii.gz), a folder of case folders, an LGG patient "
+            "folder of .tif slices, or .h5 slices"
+        )
+    return refs
+
+
+def _find(path: Path, *, config: LayoutConfig | None, depth: int) -> list[CaseRef]:
+    if path.is_file():
+        return [_file_ref(path)]
+    local_config = path / LAYOUT_CONFIG_NAME
+    if config is None and local_config.exists():
+        return [_config_ref(path, LayoutConfig.load(local_config))]
+    if config is not None and _config_matches(path, config):
+        return [_config_ref(path, config)]
+    if (path / "imagesTr").is_dir() or (path / "imagesTs").is_dir():
+        return _dataset_refs(path)
+    if tiff.is_lgg_folder(path):
+        return [CaseRef(path.name, "lgg-tiff", path, scheme="lgg", patient=path.name)]
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    h5s = [p for p in files if p.suffix.lower() in (".h5", ".hdf5")]
+    niftis = [p for p in files if nifti.is_nifti(p)]
+    refs: list[CaseRef] = [_file_ref(p) for p in h5s]
+    if niftis:
+        refs += _nifti_folder_refs(path, niftis)
+    if not refs and depth > 0:
+        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            refs += _find(sub, config=config, depth=depth - 1)
+    return refs
+
+
+def _file_ref(path: Path) -> CaseRef:
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        parsed = hdf5.parse_name(path)
+        patient = f"volume_{parsed[0]}" if parsed else stem(path)
+        return CaseRef(stem(path), "kaggle-h5", path, scheme="brats2020", patient=patient)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return CaseRef(
+            path.parent.name, "lgg-tiff", path.parent, scheme="lgg", patient=path.parent.name
+        )
+    if not nifti.is_nifti(path):
+        raise ValueError(
+            f"{path}: unsupported file type; expected .nii/.nii.gz, .h5 or an LGG .tif"
+        )
+    m = _NNUNET.match(stem(path))
+    if m:
+        return _nnunet_ref(path.parent, m.group("id"), labels_dir=path.parent.parent / "labelsTr")
+    header = nifti.read_header(path)
+    if len(header.shape) == 4:
+        return _msd_ref(path)
+    return CaseRef(stem(path), "nifti-file", path, patient=stem(path))
+
+
+def _nifti_folder_refs(folder: Path, niftis: list[Path]) -> list[CaseRef]:
+    """Refs for a folder of NIfTI files: one per-modality case, nnU-Net cases or loose files."""
+    nnunet_ids = sorted({m.group("id") for p in niftis if (m := _NNUNET.match(stem(p)))})
+    if nnunet_ids:
+        labels_dir = folder.parent / "labelsTr"
+        return [_nnunet_ref(folder, cid, labels_dir=labels_dir) for cid in nnunet_ids]
+    roles = {p: classify(p) for p in niftis}
+    if not any(r.kind == "image" for r in roles.values()):
+        # Not a case: loose files (label maps, templates) are inspected one by one.
+        return [_file_ref(p) for p in niftis]
+    return [_modality_folder_ref(folder, roles)]
+
+
+def _modality_folder_ref(folder: Path, typed: dict[Path, FileRole]) -> CaseRef:
+    layout, scheme = naming_convention(typed)
+    images: dict[str, Path] = {}
+    label = brain_mask = None
+    ids: list[str] = []
+    for p, role in typed.items():
+        if role.kind == "unknown":
+            raise ValueError(
+                f"{p}: unknown file in case folder {folder.name} (not a modality "
+                f"{'/'.join(MODALITIES)}, a *_seg label or a brain mask); remove or rename it, "
+                f"or describe the folder in {LAYOUT_CONFIG_NAME}"
+            )
+        if role.kind == "image":
+            if role.modality in images:
+                raise ValueError(
+                    f"{p}: second {role.modality} file (also {images[role.modality].name}); "
+                    "keep one per modality"
+                )
+            images[role.modality] = p
+        elif role.kind == "label":
+            if label is not None:
+                raise ValueError(f"{p}: second label file (also {label.name}); keep one")
+            label = p
+        else:
+            brain_mask = p
+        ids.append(case_id_before(stem(p), role.token))
+    case_id = max(set(ids), key=ids.count) if any(ids) else ""
+    if not case_id or folder.name.lower() in _GENERIC_FOLDER_NAMES:
+        # TCGA exports keep the modalities in <patient>/images/ under placeholder names.
+        case_id = (
+            folder.parent.name if folder.name.lower() in _GENERIC_FOLDER_NAMES else folder.name
+        )
+    if layout in FOUR_MODALITY_LAYOUTS:
+        missing = [m for m in MODALITIES if m not in images]
+        if missing:
+            names = ", ".join(expected_name(layout, case_id, m) for m in missing)
+            raise ValueError(
+                f"{folder}: missing modality {', '.join(missing)} (expected {names}); "
+                "add the file(s), or pass the case with the modalities it has via a layout config"
+            )
+    ordered = {m: images[m] for m in MODALITIES if m in images}
+    return CaseRef(case_id, layout, folder, ordered, label, scheme, brain_mask, patient=case_id)
+
+
+def _msd_ref(path: Path) -> CaseRef:
+    labels = path.parent.parent / "labelsTr" / path.name
+    return CaseRef(
+        stem(path),
+        "msd",
+        path,
+        label=labels if labels.exists() else None,
+        scheme="msd",
+        channels=MSD_CHANNELS,
+        patient=stem(path),
+    )
+
+
+def _channel_map(dataset_dir: Path) -> tuple[str, ...]:
+    """nnU-Net channel names from ``dataset.json`` (v2 ``channel_names`` or v1 ``modality``)."""
+    dj = dataset_dir / "dataset.json"
+    if not dj.exists():
+        return MSD_CHANNELS
+    try:
+        raw = json.loads(dj.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{dj}: cannot read dataset.json ({err}); fix the JSON") from None
+    names = raw.get("channel_names") or raw.get("modality") or {}
+    out = []
+    for key in sorted(names, key=int):
+        token = re.sub(r"[^a-z0-9]", "", str(names[key]).lower())
+        if token not in MODALITY_ALIASES:
+            raise ValueError(
+                f"{dj}: channel {key} '{names[key]}' is not a known modality "
+                f"({sorted(set(MODALITY_ALIASES))}); rename it in channel_names"
+            )
+        out.append(MODALITY_ALIASES[token])
+    return tuple(out) or MSD_CHANNELS
+
+
+def _nnunet_ref(images_dir: Path, case_id: str, *, labels_dir: Path) -> CaseRef:
+    channels = _channel_map(images_dir.parent)
+    images: dict[str, Path] = {}
+    for k, modality in enumerate(channels):
+        p = images_dir / f"{case_id}_{k:04d}.nii.gz"
+        if not p.exists():
+            raise ValueError(
+                f"{p}: missing channel {k} ({modality}) of nnU-Net case {case_id}; add the file"
+            )
+        images[modality] = p
+    label = labels_dir / f"{case_id}.nii.gz"
+    return CaseRef(
+        case_id,
+        "nnunet",
+        images_dir,
+        images,
+        label if label.exists() else None,
+        scheme="msd",
+        channels=channels,
+        patient=case_id,
+    )
+
+
+def _dataset_refs(dataset: Path) -> list[CaseRef]:
+    refs: list[CaseRef] = []
+    for sub in ("imagesTr", "imagesTs"):
+        folder = dataset / sub
+        if folder.is_dir():
+            files = sorted(
+                p for p in folder.iterdir() if nifti.is_nifti(p) and not p.name.startswith(".")
+            )
+            if any(_NNUNET.match(stem(p)) for p in files):
+                refs += _nifti_folder_refs(folder, files)
+            else:
+                refs += [_msd_ref(p) for p in files]
+    return refs
+
+
+def _config_matches(folder: Path, config: LayoutConfig) -> bool:
+    return all(len(list(folder.glob(pattern))) == 1 for pattern in config.modalities.values())
+
+
+def _glob_one(folder: Path, pattern: str, role: str) -> Path:
+    hits = sorted(folder.glob(pattern))
+    if len(hits) != 1:
+        raise ValueError(
+            f"{folder}: layout config pattern '{pattern}' for {role} matches {len(hits)} files; "
+            "make it match exactly one"
+        )
+    return hits[0]
+
+
+def _config_ref(folder: Path, config: LayoutConfig) -> CaseRef:
+    images = {m: _glob_one(folder, pat, m) for m, pat in config.modalities.items()}
+    label = _glob_one(folder, config.label, "label") if config.label else None
+    mask = _glob_one(folder, config.brain_mask, "brain_mask") if config.brain_mask else None
+    return CaseRef(
+        folder.name, "config", folder, images, label, config.label_scheme, mask, patient=folder.name
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_case(
+    ref: CaseRef | str | Path, *, label_scheme: str | None = None, with_label: bool = True
+) -> Case:
+    """Load one case, check it and reorient it to canonical RAS+.
+
+    Args:
+        ref: A :class:`CaseRef` from :func:`find_cases`, or a path holding exactly one case.
+        label_scheme: Override the layout's label scheme (``brats2020``, ``msd``...).
+        with_label: Skip reading the segmentation even when present.
+
+    Raises:
+        FileNotFoundError / ValueError with a one-line message naming the file and the fix.
+    """
+    if not isinstance(ref, CaseRef):
+        refs = find_cases(ref)
+        if len(refs) != 1:
+            raise ValueError(f"{ref}: holds {len(refs)} cases; pass one case folder or file")
+        ref = refs[0]
+    reader = _READERS.get(ref.layout, _read_modality_folder)
+    return reader(ref, label_scheme, with_label)
+
+
+def _encode(
+    raw: np.ndarray, path: Path, scheme_name: str | None, override: str | None
+) -> tuple[np.ndarray, LabelScheme]:
+    """Internal codes of a raw label map, in the override, layout or guessed scheme."""
+    if override or scheme_name:
+        scheme = get_scheme(override or scheme_name or "")
+    else:
+        values = np.unique(np.rint(raw) if raw.dtype.kind == "f" else raw)
+        try:
+            scheme = guess_scheme({int(v) for v in values})
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+    return scheme.encode(raw, source=str(path)), scheme
+
+
+def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) -> Case:
+    arrays, grids = [], []
+    for modality, path in ref.images.items():
+        data, affine = nifti.read_image(path)
+        if data.ndim == 2:
+            data = data[..., None]
+        if data.ndim != 3:
+            raise ValueError(f"{path}: {data.ndim}D image; expected one 3D volume per modality")
+        arrays.append(data)
+        grids.append((path.name, data.shape, affine))
+        del modality
+    label: np.ndarray | None = None
+    brain: np.ndarray | None = None
+    scheme = None
+    if with_label and ref.label is not None:
+        raw, affine = nifti.read_label(ref.label)
+        raw = raw[..., None] if raw.ndim == 2 else raw
+        grids.append((ref.label.name, raw.shape, affine))
+        label, scheme = _encode(raw, ref.label, ref.scheme, override)
+    elif ref.scheme:
+        scheme = get_scheme(override or ref.scheme)
+    if ref.brain_mask is not None:
+        raw, affine = nifti.read_label(ref.brain_mask)
+        raw = raw[..., None] if raw.ndim == 2 else raw
+        grids.append((ref.brain_mask.name, raw.shape, affine))
+        brain = np.asarray(raw) > 0
+    check_same_grid(grids)
+    image = np.stack(arrays).astype(np.float32, copy=False)
+    src_affine = grids[0][2]
+    return _canonical_case(ref, image, label, brain, src_affine, scheme)
+
+
+def _canonical_case(
+    ref: CaseRef,
+    image: np.ndarray | None,
+    label: np.ndarray | None,
+    brain: np.ndarray | None,
+    src_affine: np.ndarray,
+    scheme: LabelScheme | None,
+    *,
+    modalities: tuple[str, ...] | None = None,
+    **extra: object,
+) -> Case:
+    grid = image[0] if image is not None else label
+    shape: tuple[int, ...] = grid.shape if grid is not None else ()
+    affine = src_affine
+    if image is not None:
+        image, affine = to_canonical(image, src_affine)
+    if label is not None:
+        label, affine = to_canonical(label, src_affine)
+    if brain is not None:
+        brain, _ = to_canonical(brain, src_affine)
+    return Case(
+        case_id=ref.case_id,
+        image=image,
+        modalities=modalities if modalities is not None else tuple(ref.images),
+        label=label,
+        affine=affine,
+        scheme=scheme,
+        layout=ref.layout,
+        source={
+            **{m: str(p) for m, p in ref.images.items()},
+            **({"label": str(ref.label)} if ref.label else {}),
+        },
+        source_affine=src_affine,
+        source_shape=tuple(int(s) for s in shape),
+        brain_mask=brain,
+        meta={"patient": ref.patient or ref.case_id},
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
+    data, affine = nifti.read_image(ref.path)
+    if data.ndim != 4 or data.shape[-1] != len(ref.channels):
+        raise ValueError(
+            f"{ref.path}: shape {data.shape}; expected (X, Y, Z, {len(ref.channels)}) with channels "
+            f"{', '.join(ref.channels)}"
+        )
+    for c, name in enumerate(ref.channels):
+        if not np.any(data[..., c]):
+            raise ValueError(f"{ref.path}: channel {c} ({name}) is all zero; re-export the image")
+    image = np.moveaxis(data, -1, 0)
+    label = scheme = None
+    grids = [(ref.path.name, image.shape[1:], affine)]
+    if with_label and ref.label is not None:
+        raw, laff = nifti.read_label(ref.label)
+        grids.append((ref.label.name, raw.shape, laff))
+        label, scheme = _encode(raw, ref.label, ref.scheme, override)
+    check_same_grid(grids)
+    order = [ref.channels.index(m) for m in MODALITIES if m in ref.channels]
+    image = np.ascontiguousarray(image[order])
+    mods = tuple(ref.channels[i] for i in order)
+    case = _canonical_case(
+        ref, image, label, None, affine, scheme or get_scheme(override or "msd"), modalities=mods
+    )
+    case.source = {"image": str(ref.path), **({"label": str(ref.label)} if ref.label else {})}
+    return case
+
+
+def _read_h5(ref: CaseRef, override: str | None, with_label: bool) -> Case:
+    image, label, affine = hdf5.read_h5_slice(ref.path)
+    scheme = get_scheme(override or "brats2020")
+    case = _canonical_case(
+        ref, image, label if with_label else None, None, affine, scheme, modalities=hdf5.H5_CHANNELS
+    )
+    case.source = {"image": str(ref.path)}
+    case.meta["intensity"] = "z-scored per slice over the whole slice (Kaggle preprocessing)"
+    return case
+
+
+#: LGG TIFFs carry no geometry: we assume 1 mm pixels and 1 mm slices, and say so.
+LGG_ASSUMED_SPACING = (1.0, 1.0, 1.0)
+
+
+def _read_lgg(ref: CaseRef, override: str | None, with_label: bool) -> Case:
+    image, masks, slice_names, copies = tiff.read_lgg_stack(ref.path, require_masks=False)
+    label = None
+    scheme = get_scheme(override) if override else LGG
+    if with_label and masks is not None:
+        label = scheme.encode(masks, source=str(ref.path))
+    affine = np.diag([*LGG_ASSUMED_SPACING, 1.0])
+    order = [tiff.LGG_CHANNELS.index(m) for m in MODALITIES if m in tiff.LGG_CHANNELS]
+    image = np.ascontiguousarray(image[order])
+    mods = tuple(tiff.LGG_CHANNELS[i] for i in order)
+    case = _canonical_case(
+        ref,
+        image,
+        label,
+        None,
+        affine,
+        scheme,
+        modalities=mods,
+        spacing_known=False,
+        slice_names=tuple(slice_names),
+    )
+    case.source = {"folder": str(ref.path)}
+    case.meta.update({f"{k}_note": v for k, v in copies.items()})
+    case.meta["institution"] = ref.path.name.split("_")[1] if ref.path.name.count("_") >= 2 else ""
+    return case
+
+
+def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Case:
+    """A lone NIfTI: a label map when its values are few integers, else one image."""
+    raw, affine = nifti.read_label(ref.path)
+    raw = raw[..., None] if raw.ndim == 2 else raw
+    if raw.ndim != 3:
+        raise ValueError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
+    if _looks_like_labels(raw) or override:
+        label, scheme = _encode(raw, ref.path, None, override)
+        case = _canonical_case(ref, None, label, None, affine, scheme, modalities=())
+        case.source = {"label": str(ref.path)}
+        return case
+    data, _ = nifti.read_image(ref.path)
+    data = data[..., None] if data.ndim == 2 else data
+    role = classify(ref.path)
+    modality = role.modality or "image"
+    case = _canonical_case(ref, data[None], None, None, affine, None, modalities=(modality,))
+    case.source = {modality: str(ref.path)}
+    return case
+
+
+def _looks_like_labels(raw: np.ndarray) -> bool:
+    if raw.dtype.kind == "f" and not np.array_equal(raw, np.rint(raw)):
+        return False
+    values = np.unique(raw)
+    if values.size > 8 or float(values.min()) < 0:
+        return False
+    try:
+        guess_scheme({int(v) for v in values})
+    except ValueError:
+        return False
+    return True
+
+
+_READERS = {
+    "msd": _read_msd,
+    "kaggle-h5": _read_h5,
+    "lgg-tiff": _read_lgg,
+    "nifti-file": _read_nifti_file,
+}
