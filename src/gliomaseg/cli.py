@@ -1,0 +1,277 @@
+"""Command-line interface: thin wrappers that parse flags and call the library.
+
+Heavy imports (torch, matplotlib, monai) happen inside the commands so ``--help`` is instant.
+Exit codes: 0 success, 2 bad input (one line on stderr naming the file and the fix), 1 other
+failures. Batch commands continue past a bad case and exit 2 at the end, listing failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gliomaseg import __version__
+
+log = logging.getLogger("gliomaseg")
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(Exception):
+    """Raised by commands for bad user input; printed as one line, exit code 2."""
+
+
+def _add_layout_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--label-scheme",
+        default=None,
+        help="override the label scheme the layout implies "
+        "(brats2020, brats2023, msd, brats2013, brats2013-atropos, lgg, binary)",
+    )
+    p.add_argument(
+        "--layout-config",
+        type=Path,
+        default=None,
+        help="JSON file mapping file-name globs to modalities/label (see docs)",
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gliomaseg",
+        description="Brain tumour (glioma) segmentation on multi-modal MRI.",
+    )
+    parser.add_argument("--version", action="version", version=f"gliomaseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="describe a case, a folder of cases or a file")
+    p.add_argument("path", type=Path, help="case folder, folder of cases, or file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_layout_flags(p)
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("prepare", help="preprocess a dataset once into a fast on-disk cache")
+    p.add_argument("data", type=Path, help="dataset folder (any supported layout)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="cache folder")
+    p.add_argument("--modalities", default=None, help="comma list to keep, e.g. flair,t1,t1ce,t2")
+    p.add_argument("--margin", type=int, default=2, help="voxels kept around the brain crop")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--folds", type=int, default=5, help="patient-level folds stored in the index")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="redo cases already in the cache")
+    _add_layout_flags(p)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("synth", help="write a synthetic multi-modal case in any layout")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument(
+        "--layout",
+        default="brats2020",
+        help="brats2020, brats2023, msd, nnunet, upenn, h5, lgg-tiff",
+    )
+    p.add_argument("--case-id", default="synthetic_000")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--template", choices=("mni", "phantom"), default="mni")
+    p.add_argument(
+        "--brats-grid", action="store_true", help="240x240x155 at 1 mm with the BraTS affine"
+    )
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="run the main job end to end on a bundled synthetic case")
+    p.add_argument("-o", "--output", type=Path, default=Path("demo_output"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gliomaseg`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_OK
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (InputError, ValueError, FileNotFoundError) as err:
+        print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("gliomaseg: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _load_config(args: argparse.Namespace) -> object | None:
+    from gliomaseg.io.layouts import LayoutConfig
+
+    return LayoutConfig.load(args.layout_config) if args.layout_config else None
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from gliomaseg.inspect import describe
+    from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
+    from gliomaseg.labels import get_scheme
+
+    if args.label_scheme:
+        get_scheme(args.label_scheme)
+    config = _load_config(args)
+    refs = find_cases(args.path, config=config if isinstance(config, LayoutConfig) else None)
+    cases, errors = [], []
+    for ref in _progress(refs, "inspect", enabled=len(refs) > 3 and not args.json):
+        try:
+            case = read_case(ref, label_scheme=args.label_scheme)
+            cases.append(describe(case, ref))
+        except (ValueError, FileNotFoundError) as err:
+            errors.append({"path": str(ref.path), "error": _one_line(err)})
+            print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"cases": cases, "errors": errors}, indent=2))
+    else:
+        _print_inspect_table(cases)
+    if errors:
+        print(f"gliomaseg: {len(errors)} of {len(refs)} case(s) failed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _print_inspect_table(cases: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for c in cases:
+        table = Table(
+            title=f"{c['case_id']}  ({c['layout']})", show_header=False, title_justify="left"
+        )
+        table.add_row("modalities", ", ".join(c["modalities"]) or "-")
+        table.add_row("shape / spacing", f"{tuple(c['shape'])} / {tuple(c['spacing_mm'])} mm")
+        table.add_row(
+            "orientation", f"{c['orientation']} (processed as {c['canonical_orientation']})"
+        )
+        table.add_row("label scheme", str(c["label_scheme"]))
+        if "voxels" in c:
+            for name, n in c["voxels"].items():
+                table.add_row(f"  {name}", f"{n} voxels, {c['volume_ml'][name]:.2f} mL")
+        for w in c["warnings"]:
+            table.add_row("[yellow]warning[/]", w)
+        console.print(table)
+
+
+def _progress(items: list, label: str, *, enabled: bool = True) -> list:
+    """Iterate with a rich progress bar on stderr when ``enabled``."""
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return list(track(items, description=label, console=_stderr_console(), transient=True))
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from gliomaseg.io.layouts import LayoutConfig
+    from gliomaseg.prepare import PrepareConfig, prepare_dataset
+
+    config = _load_config(args)
+    cfg = PrepareConfig(
+        modalities=tuple(args.modalities.split(",")) if args.modalities else None,
+        margin=args.margin,
+        dtype=args.dtype,
+        folds=args.folds,
+        seed=args.seed,
+        label_scheme=args.label_scheme,
+    )
+    result = prepare_dataset(
+        args.data,
+        args.output,
+        config=cfg,
+        layout_config=config if isinstance(config, LayoutConfig) else None,
+        overwrite=args.overwrite,
+        progress=True,
+    )
+    print(json.dumps(result.summary(), indent=2))
+    if result.failures:
+        for path, msg in result.failures:
+            print(
+                f"gliomaseg: error: {path}: {msg}"
+                if path not in msg
+                else f"gliomaseg: error: {msg}",
+                file=sys.stderr,
+            )
+        print(
+            f"gliomaseg: {len(result.failures)} case(s) failed; the others are in the cache",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- synth / demo
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gliomaseg.io.writers import LAYOUTS, write_layout
+    from gliomaseg.synthetic import make_brats_like, make_case
+
+    if args.layout not in LAYOUTS:
+        raise InputError(f"unknown layout '{args.layout}'; choose one of {', '.join(LAYOUTS)}")
+    rng = np.random.default_rng(args.seed)
+    if args.brats_grid:
+        case = make_brats_like(rng=rng, case_id=args.case_id)
+    else:
+        case = make_case(rng=rng, case_id=args.case_id, template=args.template)
+    out = write_layout(case, args.output, layout=args.layout)
+    print(out)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gliomaseg.inspect import describe
+    from gliomaseg.io.layouts import read_case
+    from gliomaseg.io.writers import write_layout
+    from gliomaseg.synthetic import make_brats_like
+
+    out: Path = args.output
+    rng = np.random.default_rng(args.seed)
+    log.info("generating a synthetic BraTS-like case on the MNI152 template ...")
+    synthetic = make_brats_like(rng=rng, case_id="demo_case")
+    case_dir = write_layout(synthetic, out / "input", layout="brats2020")
+    case = read_case(case_dir)
+    info = describe(case)
+    from gliomaseg.io.atomic import write_json_atomic
+
+    write_json_atomic(out / "demo_case_inspect.json", info)
+    _print_inspect_table([info])
+    print(f"demo case written to {case_dir}")
+    print(f"inspection written to {out / 'demo_case_inspect.json'}")
+    return EXIT_OK

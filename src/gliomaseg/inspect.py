@@ -1,0 +1,90 @@
+"""``gliomaseg inspect``: what a case is, in numbers (layout, grid, labels, volumes in mL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gliomaseg.case import Case
+from gliomaseg.geometry import CANONICAL, orientation_code
+from gliomaseg.io.layouts import CaseRef
+from gliomaseg.labels import INTERNAL_NAMES
+
+
+def label_volumes(
+    label: np.ndarray, *, voxel_ml: float, regions: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
+    """Voxel counts and volumes (mL) per internal label and per region.
+
+    Args:
+        label: (X, Y, Z) internal codes.
+        voxel_ml: Volume of one voxel in mL.
+        regions: Region name -> internal codes (see :data:`gliomaseg.labels.REGIONS`).
+
+    Returns:
+        ``{"voxels": {name: n}, "volume_ml": {name: mL}}`` for labels 1-3 and each region;
+        an empty label map gives zeros, never an error.
+    """
+    counts = np.bincount(label.ravel(), minlength=4)
+    voxels: dict[str, int] = {INTERNAL_NAMES[k]: int(counts[k]) for k in (1, 2, 3)}
+    for name, codes in regions.items():
+        voxels[name] = int(sum(counts[c] for c in codes))
+    return {"voxels": voxels, "volume_ml": {k: round(v * voxel_ml, 4) for k, v in voxels.items()}}
+
+
+def describe(case: Case, ref: CaseRef | None = None) -> dict[str, Any]:
+    """JSON-ready description of a case (what ``inspect --json`` prints for it)."""
+    out: dict[str, Any] = {
+        "case_id": case.case_id,
+        "path": str(ref.path) if ref else case.source.get("folder", ""),
+        "layout": case.layout,
+        "patient": case.meta.get("patient", case.case_id),
+        "modalities": list(case.modalities),
+        "shape": list(case.source_shape or case.shape),
+        "canonical_shape": list(case.shape),
+        "spacing_mm": [round(s, 6) for s in case.spacing],
+        "spacing_known": case.spacing_known,
+        "orientation": orientation_code(
+            case.source_affine if case.source_affine is not None else case.affine
+        ),
+        "canonical_orientation": CANONICAL,
+        "voxel_volume_ml": case.voxel_volume_ml,
+        "files": case.source,
+        "label_scheme": case.scheme.name if case.scheme else None,
+        "warnings": [],
+    }
+    if case.image is not None:
+        out["intensity"] = {
+            m: _intensity_stats(case.image[i]) for i, m in enumerate(case.modalities)
+        }
+    if case.label is not None and case.scheme is not None:
+        raw_counts = np.bincount(case.label.ravel(), minlength=4)
+        out["label_counts"] = {
+            f"{case.scheme.from_internal[k]} ({case.scheme.names.get(case.scheme.from_internal[k], INTERNAL_NAMES[k])})": int(
+                raw_counts[k]
+            )
+            for k in sorted(case.scheme.from_internal)
+            if k < raw_counts.size
+        }
+        out.update(
+            label_volumes(case.label, voxel_ml=case.voxel_volume_ml, regions=case.scheme.regions)
+        )
+    if not case.spacing_known:
+        out["warnings"].append("voxel size not stored in this format: volumes assume 1 mm voxels")
+    for key, note in case.meta.items():
+        if key.endswith("_note"):
+            out["warnings"].append(f"{key[:-5]}: {note}")
+    if case.slice_names:
+        out["slices"] = list(case.slice_names)
+    return out
+
+
+def _intensity_stats(channel: np.ndarray) -> dict[str, float]:
+    nz = channel[channel != 0]
+    return {
+        "min": float(channel.min()),
+        "max": float(channel.max()),
+        "nonzero_fraction": round(float(nz.size / channel.size), 6),
+        "mean_nonzero": float(nz.mean()) if nz.size else 0.0,
+    }
