@@ -68,6 +68,59 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_layout_flags(p)
     p.set_defaults(func=_cmd_prepare)
 
+    p = sub.add_parser("train", help="train a segmentation network (preset or config file)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="a shipped preset name (see --list-presets)")
+    src.add_argument("--config", type=Path, help="a JSON training config")
+    src.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
+    src.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--data", type=Path, help="raw dataset folder or a prepared cache")
+    p.add_argument("-o", "--output", type=Path, help="run folder")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--fold", type=int, help="validation fold of the cache (-1: no validation)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=int)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("segment", help="segment cases: masks in the input geometry + summaries")
+    p.add_argument("inputs", type=Path, nargs="+", help="case folders, parent folders, LGG folders")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--model", default="brats", help="bundled model name or checkpoint path")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--tta", action="store_true", help="average over in-plane flips")
+    p.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write probability maps (uint8, scaled 0-1)",
+    )
+    p.add_argument("--flag-threshold", type=float, default=0.9, help="flag slices at/above this")
+    p.add_argument(
+        "--labels", default="input", help="output label scheme: input, brats2020, brats2023, msd..."
+    )
+    p.add_argument("--min-component-ml", type=float, default=0.0, help="drop smaller components")
+    p.add_argument(
+        "--et-to-ncr-below-ml", type=float, default=0.0, help="relabel ET as NCR below this volume"
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--overwrite", action="store_true", help="redo cases that have outputs")
+    p.add_argument("--part", default="1/1", help="i/n: process every n-th case starting at i")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("evaluate", help="Dice, IoU, HD95... of predictions against references")
+    from gliomaseg import evaluate
+
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.run)
+
+    p = sub.add_parser("models", help="list the bundled models")
+    p.set_defaults(func=_cmd_models)
+
     p = sub.add_parser("synth", help="write a synthetic multi-modal case in any layout")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument(
@@ -229,6 +282,107 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gliomaseg.train import list_presets, load_config, train
+
+    if args.list_presets:
+        for name in list_presets():
+            print(f"{name:40s} {load_config(name).description}")
+        return EXIT_OK
+    progress = not args.no_progress
+    if args.resume:
+        state = train(None, None, args.resume, resume=True, progress=progress)
+    else:
+        if args.data is None or args.output is None:
+            raise InputError("train needs --data DIR and -o RUN_DIR (or --resume RUN_DIR)")
+        config = load_config(
+            args.preset or args.config,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            fold=args.fold,
+            seed=args.seed,
+            device=args.device,
+            workers=args.workers,
+        )
+        state = train(config, args.data, args.output, progress=progress)
+    run = args.resume or args.output
+    print(
+        f"done: {state.epoch} epoch(s), best validation Dice "
+        f"{state.best_metric:.4f} at epoch {state.best_epoch}; run folder {run}"
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _parse_part(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--part '{text}' must look like i/n, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise InputError(f"--part '{text}': need 1 <= i <= n")
+    return i, n
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from gliomaseg.labels import get_scheme
+    from gliomaseg.postprocess import PostprocessConfig
+    from gliomaseg.segment import SegmentConfig, segment_inputs
+
+    if args.labels != "input":
+        get_scheme(args.labels)
+    if not 0.0 <= args.flag_threshold <= 1.0:
+        raise InputError("--flag-threshold must be between 0 and 1")
+    config = SegmentConfig(
+        device=args.device,
+        tta=args.tta,
+        save_probabilities=args.save_probabilities,
+        flag_threshold=args.flag_threshold,
+        labels=args.labels,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        postprocess=PostprocessConfig(args.min_component_ml, args.et_to_ncr_below_ml),
+    )
+    result = segment_inputs(
+        args.inputs,
+        args.output,
+        model=args.model,
+        config=config,
+        part=_parse_part(args.part),
+        progress=not args.no_progress,
+    )
+    for case_id in result.done:
+        print(f"{case_id}: {args.output / (case_id + '_seg.nii.gz')}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} finished case(s) (use --overwrite to redo)")
+    for path, msg in result.failures:
+        print(f"gliomaseg: error: {msg if path in msg else path + ': ' + msg}", file=sys.stderr)
+    if result.failures:
+        failed = ", ".join(Path(p).name for p, _ in result.failures)
+        print(f"gliomaseg: {len(result.failures)} case(s) failed: {failed}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from gliomaseg.segment import WEIGHTS_DIR
+
+    cards = sorted(WEIGHTS_DIR.glob("*.json"))
+    if not cards:
+        print("no bundled models yet; train one with 'gliomaseg train' and pass --model PATH")
+    for card in cards:
+        info = json.loads(card.read_text())
+        print(f"{card.stem:12s} {info.get('description', '')}")
     return EXIT_OK
 
 

@@ -506,7 +506,9 @@ LGG_ASSUMED_SPACING = (1.0, 1.0, 1.0)
 
 
 def _read_lgg(ref: CaseRef, override: str | None, with_label: bool) -> Case:
-    image, masks, slice_names, copies = tiff.read_lgg_stack(ref.path, require_masks=False)
+    image, masks, slice_names, copies = tiff.read_lgg_stack(
+        ref.path, require_masks=False, read_masks=with_label
+    )
     label = None
     scheme = get_scheme(override) if override else LGG
     if with_label and masks is not None:

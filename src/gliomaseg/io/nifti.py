@@ -118,6 +118,7 @@ def write_nifti(
     *,
     header: nib.Nifti1Header | None = None,
     dtype: type | None = None,
+    slope: float = 1.0,
 ) -> None:
     """Write a NIfTI file atomically, keeping the reference header's geometry.
 
@@ -127,6 +128,8 @@ def write_nifti(
         affine: 4x4 voxel -> scanner matrix (written to both sform and qform).
         header: Header whose geometry fields (pixdim, xyzt units, sform/qform codes) are kept.
         dtype: On-disk data type (defaults to ``data.dtype``).
+        slope: ``scl_slope`` stored in the header (readers multiply voxels by it): lets
+            probabilities live in uint8 as value * 255 with slope 1/255.
     """
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(np.asarray(data), affine, header=hdr)
@@ -136,7 +139,7 @@ def write_nifti(
         qform_code = int(hdr["qform_code"]) or 1
         img.set_sform(affine, code=sform_code)
         img.set_qform(affine, code=qform_code)
-    img.header["scl_slope"] = 1.0
+    img.header["scl_slope"] = slope
     img.header["scl_inter"] = 0.0
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))

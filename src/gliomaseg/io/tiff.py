@@ -69,7 +69,7 @@ def _read_tif(path: Path) -> NDArray[np.generic]:
 
 
 def read_lgg_stack(
-    folder: Path, *, require_masks: bool = True
+    folder: Path, *, require_masks: bool = True, read_masks: bool = True
 ) -> tuple[NDArray[np.float32], NDArray[np.generic] | None, list[str], dict[str, str]]:
     """Read an LGG patient folder as one stack.
 
@@ -77,6 +77,7 @@ def read_lgg_stack(
         folder: The patient folder.
         require_masks: Error when any slice lacks its ``_mask.tif`` (training, evaluation);
             with False, a folder with no masks at all reads as image-only.
+        read_masks: With False, masks are not read at all (segmenting a new study).
 
     Returns:
         image (3, H, W, S) float32 channels pre-contrast, FLAIR, post-contrast (0-255);
@@ -91,6 +92,9 @@ def read_lgg_stack(
         raise ValueError(
             f"{folder}: no <patient>_<n>.tif slices found; point at an LGG patient folder"
         )
+    if not read_masks:
+        slices = [(n, img, None) for n, img, _ in slices]
+        require_masks = False
     missing = [img for _, img, mask in slices if mask is None]
     has_masks = len(missing) < len(slices)
     if missing and (require_masks or has_masks):

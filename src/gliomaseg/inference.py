@@ -1,0 +1,86 @@
+"""Whole-volume prediction with a 2D (or 2.5D) network, batched over slices, bounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from gliomaseg.data import slice_with_context
+from gliomaseg.targets import TargetSpec
+
+
+def probabilities(logits: torch.Tensor, target: TargetSpec) -> torch.Tensor:
+    """Softmax over channels or element-wise sigmoid, as the target asks."""
+    return torch.softmax(logits, dim=1) if target.kind == "softmax" else torch.sigmoid(logits)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on CUDA (and on CPU when asked), else a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_volume(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    *,
+    target: TargetSpec,
+    multiple: int,
+    batch_size: int = 16,
+    context: int = 0,
+    channels: list[int] | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    tta: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Probabilities for every axial slice of a volume.
+
+    Args:
+        model: 2D network returning logits (N, K, H, W); put in eval mode here.
+        volume: (Z, C, x, y) float image, slice-major (a prepared-cache memory map works).
+        target: Output definition (softmax or sigmoid).
+        multiple: Spatial size divisor the network needs; slices are padded to it.
+        batch_size: Slices per forward pass (bounds memory).
+        context: Neighbouring slices each side stacked as channels (2.5D models).
+        channels: Channel indices of ``volume`` to feed, in order (None: all).
+        device: Where to run.
+        amp: bf16 autocast.
+        tta: Average over the four in-plane flip combinations.
+        progress: Called with the number of slices done after each batch.
+
+    Returns:
+        (K, Z, x, y) float32 probabilities on the input grid.
+    """
+    device = torch.device(device)
+    model.eval()
+    z_total, _, h, w = volume.shape
+    ph, pw = -h % multiple, -w % multiple
+    out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
+    flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
+    for start in range(0, z_total, batch_size):
+        zs = range(start, min(start + batch_size, z_total))
+        batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
+        x = torch.from_numpy(
+            np.pad(batch, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+        )
+        x = x.to(device)
+        acc = None
+        for dims in flips:
+            xi = torch.flip(x, dims) if dims else x
+            with autocast(device, amp):
+                p = probabilities(model(xi).float(), target)
+            p = torch.flip(p, dims) if dims else p
+            acc = p if acc is None else acc + p
+        assert acc is not None
+        probs = (acc / len(flips)).cpu().numpy()
+        probs = probs[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        out[:, start : start + len(zs)] = np.moveaxis(probs, 1, 0)
+        if progress is not None:
+            progress(len(zs))
+    return out

@@ -1,0 +1,121 @@
+"""Postprocessing of internal-code label maps, and the per-case numbers ``segment`` reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from gliomaseg.labels import ET, NCR, REGIONS
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Cleaning applied to a predicted label map (both recorded in the summary).
+
+    Attributes:
+        min_component_ml: Connected tumour components (26-connected, whole tumour) smaller
+            than this are removed; 0 disables.
+        et_to_ncr_below_ml: When the total enhancing-tumour volume is below this, relabel it
+            as necrosis/non-enhancing (the BraTS 2020 winner's rule against false-positive ET
+            in cases without enhancement); 0 disables.
+    """
+
+    min_component_ml: float = 0.0
+    et_to_ncr_below_ml: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def postprocess(
+    label: np.ndarray, *, voxel_ml: float, config: PostprocessConfig
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Apply :class:`PostprocessConfig` to (X, Y, Z) internal codes.
+
+    Returns:
+        (cleaned label, record of what changed: components removed, voxels relabelled).
+    """
+    out = label.copy()
+    record: dict[str, Any] = {
+        **config.to_dict(),
+        "components_removed": 0,
+        "et_relabelled_voxels": 0,
+    }
+    if config.min_component_ml > 0:
+        comps, n = ndimage.label(out > 0, structure=np.ones((3, 3, 3)))
+        if n:
+            sizes = np.bincount(comps.ravel())[1:] * voxel_ml
+            small = np.flatnonzero(sizes < config.min_component_ml) + 1
+            out[np.isin(comps, small)] = 0
+            record["components_removed"] = int(small.size)
+    if config.et_to_ncr_below_ml > 0:
+        et = out == ET
+        if 0 < et.sum() * voxel_ml < config.et_to_ncr_below_ml:
+            out[et] = NCR
+            record["et_relabelled_voxels"] = int(et.sum())
+    return out, record
+
+
+def tumour_geometry(
+    label: np.ndarray, affine: np.ndarray, *, brain: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Where the whole tumour is: components, bounding box, extent, centroid, hemisphere.
+
+    Args:
+        label: (X, Y, Z) internal codes on a RAS+ canonical grid.
+        affine: Its voxel -> scanner (mm) matrix.
+        brain: Optional (X, Y, Z) brain mask; its centroid defines the midline (else x = 0).
+
+    Returns:
+        JSON-ready dict; an empty mask gives zeros and None, never an error. Hemisphere is
+        from scanner x (RAS+: +x is the patient's right), compared with the brain's centroid.
+    """
+    wt = label > 0
+    if not wt.any():
+        return {
+            "components": 0,
+            "bbox_voxels": None,
+            "extent_mm": [0.0, 0.0, 0.0],
+            "z_extent_mm": 0.0,
+            "centroid_voxel": None,
+            "centroid_mm": None,
+            "hemisphere": None,
+        }
+    _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
+    idx = np.argwhere(wt)
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    centroid = idx.mean(axis=0)
+    centroid_mm = (affine @ np.append(centroid, 1.0))[:3]
+    midline = 0.0
+    if brain is not None and brain.any():
+        midline = float((affine @ np.append(np.argwhere(brain).mean(axis=0), 1.0))[0])
+    side = centroid_mm[0] - midline
+    hemisphere = "midline" if abs(side) < 2.0 else ("right" if side > 0 else "left")
+    extent = (hi - lo + 1) * spacing
+    return {
+        "components": int(n),
+        "bbox_voxels": {"start": lo.tolist(), "stop": (hi + 1).tolist()},
+        "extent_mm": [round(float(e), 2) for e in extent],
+        "z_extent_mm": round(float(extent[2]), 2),
+        "centroid_voxel": [round(float(c), 2) for c in centroid],
+        "centroid_mm": [round(float(c), 2) for c in centroid_mm],
+        "hemisphere": hemisphere,
+    }
+
+
+def region_volumes(label: np.ndarray, voxel_ml: float, *, binary: bool = False) -> dict[str, float]:
+    """Volumes (mL) per internal label and per BraTS region (only WT for binary schemes)."""
+    counts = np.bincount(label.ravel(), minlength=4)
+    if binary:
+        return {"WT": round(float(counts[1:].sum() * voxel_ml), 4)}
+    out = {
+        name: round(float(counts[code] * voxel_ml), 4)
+        for code, name in ((1, "NCR/NET"), (2, "ED"), (3, "ET"))
+    }
+    for region, codes in REGIONS.items():
+        out[region] = round(float(sum(counts[c] for c in codes) * voxel_ml), 4)
+    return out

@@ -1,0 +1,300 @@
+"""``gliomaseg segment``: whole cases in, masks in the input's geometry plus summaries out.
+
+For each case: read and canonicalise, z-score each modality in the brain and crop to it
+(exactly as ``prepare`` does for training), predict every axial slice in batches, undo the
+crop and the reorientation, postprocess, and write atomically:
+
+* ``<case>_seg.nii.gz``: the input's shape, affine and header geometry, in the input's label
+  scheme (or ``--labels``);
+* ``<case>_summary.json``: volumes (mL) per label and region, components, bounding box and
+  extents (mm), centroid (voxel and scanner mm), hemisphere, per-slice maximum tumour
+  probability and the slices flagged for review;
+* optionally ``<case>_probs.nii.gz`` (one volume per output channel, 0-1 in uint8 steps);
+* for LGG TIFF stacks, ``<patient>/<slice>_pred.tif`` per input slice (0/255) as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomaseg import __version__
+from gliomaseg.case import Case
+from gliomaseg.io.atomic import atomic_path, write_json_atomic
+from gliomaseg.io.layouts import CaseRef, find_cases, read_case
+from gliomaseg.io.output import write_segmentation
+from gliomaseg.labels import get_scheme
+from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
+from gliomaseg.preprocess import crop_to_brain, uncrop, zscore
+from gliomaseg.targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Options of a segment run."""
+
+    device: str = "auto"
+    tta: bool = False
+    save_probabilities: bool = False
+    flag_threshold: float = 0.9
+    labels: str = "input"
+    batch_size: int = 16
+    margin: int = 2
+    amp: bool = False
+    overwrite: bool = False
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass
+class Segmenter:
+    """A loaded network plus what it needs to know about its inputs."""
+
+    model: torch.nn.Module
+    target: TargetSpec
+    modalities: tuple[str, ...]
+    context: int
+    multiple: int
+    device: torch.device
+    source: str
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, model: str | Path, *, device: str = "auto") -> Segmenter:
+        """From a checkpoint path or the name of a bundled model (``gliomaseg models``)."""
+        from gliomaseg.checkpoint import load_model
+        from gliomaseg.models import ModelConfig, input_multiple
+
+        path = resolve_model(model)
+        dev = torch.device(
+            "cuda"
+            if device == "auto" and torch.cuda.is_available()
+            else ("cpu" if device == "auto" else device)
+        )
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                "--device cuda asked for but no CUDA device is available; use --device cpu"
+            )
+        net, meta = load_model(path, device=dev)
+        return cls(
+            model=net,
+            target=TargetSpec.from_dict(meta["target"]),
+            modalities=tuple(meta["modalities"]),
+            context=int(meta.get("context", 0)),
+            multiple=input_multiple(ModelConfig.from_dict(meta["model_config"])),
+            device=dev,
+            source=str(path),
+            meta=meta,
+        )
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A checkpoint path, or a bundled model name resolved inside the package."""
+    path = Path(model)
+    if path.suffix == ".pt" or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such model checkpoint")
+        return path
+    bundled = WEIGHTS_DIR / f"{model}.pt"
+    if not bundled.exists():
+        names = sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+        raise ValueError(
+            f"no bundled model '{model}' (bundled: {names or 'none yet'}); pass a checkpoint path "
+            "from 'gliomaseg train' (RUN_DIR/checkpoints/best.pt)"
+        )
+    return bundled
+
+
+def predict_case(
+    case: Case, seg: Segmenter, config: SegmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid."""
+    from gliomaseg.inference import predict_volume
+
+    image = case.channels(seg.modalities)
+    brain = case.brain_mask if case.brain_mask is not None else np.any(image != 0, axis=0)
+    cropped, _, crop = crop_to_brain(zscore(image, mask=brain), mask=brain, margin=config.margin)
+    volume = np.ascontiguousarray(np.moveaxis(cropped, -1, 0))  # (Z, C, x, y)
+    probs = predict_volume(
+        seg.model,
+        volume,
+        target=seg.target,
+        multiple=seg.multiple,
+        batch_size=config.batch_size,
+        context=seg.context,
+        device=seg.device,
+        amp=config.amp,
+        tta=config.tta,
+    )
+    probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
+    label = uncrop(seg.target.decode(probs), crop)
+    full = uncrop(probs, crop)
+    if seg.target.kind == "softmax":  # outside the brain is certainly background
+        background = [k for k, g in enumerate(seg.target.groups) if 0 in g]
+        outside = ~np.zeros(case.shape, bool)
+        outside[crop.slices] = False
+        for k in background:
+            full[k][outside] = 1.0
+    return label.astype(np.uint8), full
+
+
+def tumour_probability(probs: np.ndarray, target: TargetSpec) -> np.ndarray:
+    """(X, Y, Z) probability that a voxel is tumour (any non-background output)."""
+    if target.kind == "softmax":
+        background = [k for k, g in enumerate(target.groups) if 0 in g]
+        return 1.0 - probs[background].sum(axis=0)
+    return probs.max(axis=0)
+
+
+def summarise(
+    case: Case,
+    label: np.ndarray,
+    probs: np.ndarray,
+    seg: Segmenter,
+    config: SegmentConfig,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``<case>_summary.json`` content."""
+    tumour_p = tumour_probability(probs, seg.target)
+    per_slice = tumour_p.reshape(-1, tumour_p.shape[-1]).max(axis=0)
+    names = list(case.slice_names) or [str(z) for z in range(per_slice.size)]
+    binary = bool(case.scheme.binary) if case.scheme else seg.target.channels == 1
+    brain = np.any(case.image != 0, axis=0) if case.image is not None else None
+    return {
+        "case_id": case.case_id,
+        "gliomaseg_version": __version__,
+        "model": seg.source,
+        "modalities": list(seg.modalities),
+        "spacing_mm": [round(s, 6) for s in case.spacing],
+        "spacing_known": case.spacing_known,
+        "voxel_volume_ml": case.voxel_volume_ml,
+        "volumes_ml": region_volumes(label, case.voxel_volume_ml, binary=binary),
+        **tumour_geometry(label, case.affine, brain=brain),
+        "postprocessing": record,
+        "tta": config.tta,
+        "flag_threshold": config.flag_threshold,
+        "slices": [
+            {"slice": n, "index": z, "max_tumour_probability": round(float(p), 4)}
+            for z, (n, p) in enumerate(zip(names, per_slice, strict=True))
+        ],
+        "flagged_slices": [
+            n for n, p in zip(names, per_slice, strict=True) if p >= config.flag_threshold
+        ],
+    }
+
+
+def outputs_for(ref: CaseRef, out_dir: Path) -> list[Path]:
+    """The files a finished case has (used to skip it unless ``--overwrite``)."""
+    return [out_dir / f"{ref.case_id}_seg.nii.gz", out_dir / f"{ref.case_id}_summary.json"]
+
+
+def segment_case(
+    ref: CaseRef, out_dir: Path, seg: Segmenter, config: SegmentConfig
+) -> dict[str, Any]:
+    """Segment one case and write its outputs; returns the summary."""
+    start = time.perf_counter()
+    case = read_case(ref, with_label=False)
+    label, probs = predict_case(case, seg, config)
+    label, record = postprocess(label, voxel_ml=case.voxel_volume_ml, config=config.postprocess)
+    summary = summarise(case, label, probs, seg, config, record)
+    scheme = case.scheme if config.labels == "input" and case.scheme is not None else None
+    if config.labels != "input":
+        scheme = get_scheme(config.labels)
+    if scheme is None:
+        scheme = get_scheme(
+            "lgg" if seg.target.channels == 1 and case.layout == "lgg-tiff" else "brats2020"
+        )
+    if ref.layout == "lgg-tiff":
+        _write_lgg_slices(case, label, out_dir / ref.case_id)
+    if config.save_probabilities:
+        _write_probabilities(case, probs, out_dir / f"{ref.case_id}_probs.nii.gz")
+    write_segmentation(case, label, out_dir / f"{ref.case_id}_seg.nii.gz", scheme=scheme)
+    summary["label_scheme"] = scheme.name
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    write_json_atomic(out_dir / f"{ref.case_id}_summary.json", summary)
+    return summary
+
+
+def _write_probabilities(case: Case, probs: np.ndarray, path: Path) -> None:
+    """(X, Y, Z, K) probabilities on the input grid.
+
+    NIfTI has no float16, so probabilities are stored as uint8 (p * 255, rounded) with
+    ``scl_slope = 1/255``: viewers and nibabel's ``get_fdata`` show 0-1 floats (step 0.004),
+    at a quarter of float32's size.
+    """
+    from gliomaseg.io.nifti import write_nifti
+
+    quantised = np.rint(np.clip(probs, 0.0, 1.0) * 255).astype(np.uint8)
+    back = case.to_source(quantised)
+    affine = case.source_affine if case.source_affine is not None else case.affine
+    write_nifti(path, np.moveaxis(back, 0, -1), affine, dtype=np.uint8, slope=1.0 / 255)
+
+
+def _write_lgg_slices(case: Case, label: np.ndarray, folder: Path) -> None:
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for z, name in enumerate(case.slice_names):
+        with atomic_path(folder / f"{name}_pred.tif") as tmp:
+            tifffile.imwrite(tmp, np.where(label[:, :, z] > 0, 255, 0).astype(np.uint8))
+
+
+@dataclass
+class BatchResult:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def segment_inputs(
+    inputs: list[Path],
+    out_dir: Path,
+    *,
+    model: str | Path,
+    config: SegmentConfig,
+    part: tuple[int, int] = (1, 1),
+    progress: bool = True,
+) -> BatchResult:
+    """Segment every case under ``inputs``; one bad case is recorded and the rest go on."""
+    refs: list[CaseRef] = []
+    result = BatchResult()
+    for path in inputs:
+        try:
+            refs += [r for r in find_cases(path) if r.layout != "nifti-file"]
+        except (ValueError, FileNotFoundError) as err:
+            result.failures.append((str(path), " ".join(str(err).split())))
+    i, n = part
+    refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
+    todo = [
+        r for r in refs if config.overwrite or not all(p.exists() for p in outputs_for(r, out_dir))
+    ]
+    result.skipped = [r.case_id for r in refs if r not in todo]
+    if not todo:
+        return result
+    seg = Segmenter.load(model, device=config.device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for ref in _track(todo, progress):
+        try:
+            segment_case(ref, out_dir, seg, config)
+            result.done.append(ref.case_id)
+        except (ValueError, FileNotFoundError) as err:
+            result.failures.append((str(ref.path), " ".join(str(err).split())))
+    return result
+
+
+def _track(items: list[CaseRef], enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description="segment", console=Console(stderr=True))

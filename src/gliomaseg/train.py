@@ -1,0 +1,763 @@
+"""Training loop: presets, patient-level validation, atomic checkpoints, exact resume, DDP.
+
+A run folder holds ``config.json``, ``metrics.csv``, ``curves.png`` and
+``checkpoints/{last,best}.pt``. ``last.pt`` is rewritten atomically at the end of every epoch
+(and every ``save_every_steps`` steps) with the model, optimizer, scheduler, torch RNG state
+and the position in the epoch; batches are a pure function of ``(seed, epoch)`` (see
+:class:`gliomaseg.data.EpochSampler`), so ``--resume`` continues with exactly the batch an
+uninterrupted run would have seen next.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomaseg.augment import AugmentConfig
+from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from gliomaseg.data import EpochSampler, PatchDataset, PreparedCases, SliceDataset
+from gliomaseg.inference import autocast, predict_volume
+from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.prepare import load_index, open_case
+from gliomaseg.targets import TargetSpec
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved as ``config.json``).
+
+    Attributes:
+        name: Preset or run name.
+        description: One line: what configuration this reproduces.
+        model: :class:`gliomaseg.models.ModelConfig` as a dict (``in_channels`` and
+            ``out_channels`` are filled in from ``modalities``/``context``/``target``).
+        loss: :class:`gliomaseg.losses.LossConfig` as a dict.
+        target: Output definition: a name from :data:`gliomaseg.targets.TARGETS` or a dict.
+        modalities: Cache channels fed to the network, in order (None: all of the cache's).
+        patch_size: (H, W) for 2D or (Z, H, W) for 3D models; slices are padded/cropped to it.
+        context: Neighbouring slices each side as extra channels (2.5D); 2D only.
+        min_tumour_pixels: Training slices need at least this many tumour pixels when
+            ``tumour_only`` (published configurations keep slices with > 50 pixels: 51).
+        tumour_only: Train on tumour slices only.
+        tumour_fraction: Fraction of each epoch drawn from tumour slices (oversampling).
+        epochs, steps_per_epoch, batch_size: Schedule; an epoch is a fixed number of steps.
+        optimizer: ``adam`` or ``adamw``; ``lr``, ``weight_decay`` as usual.
+        scheduler: ``plateau`` (ReduceLROnPlateau on validation Dice), ``cosine`` or ``none``.
+        early_stopping: Stop after this many epochs without a better validation Dice.
+        augment: :class:`gliomaseg.augment.AugmentConfig` as a dict.
+        fold: Validation fold from the cache index (-1: train on everything, no validation).
+        val_max_cases: Validate on at most this many validation cases (None: all).
+        seed: Seeds the sampler, augmentation and weight initialisation.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        workers: Data-loader worker processes.
+        amp: bf16 autocast (CUDA only).
+        channels_last: channels-last memory format (CUDA only).
+        save_every_steps: Also checkpoint every N steps inside an epoch (0: epoch ends only).
+    """
+
+    name: str = "custom"
+    description: str = ""
+    model: dict[str, Any] = field(
+        default_factory=lambda: {"name": "unet", "features": [16, 32, 64, 128]}
+    )
+    loss: dict[str, Any] = field(default_factory=lambda: {"name": "dice_bce"})
+    target: Any = "regions"
+    modalities: tuple[str, ...] | None = None
+    patch_size: tuple[int, ...] = (192, 192)
+    context: int = 0
+    min_tumour_pixels: int = 0
+    tumour_only: bool = False
+    tumour_fraction: float | None = 0.5
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 4
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    scheduler: str = "plateau"
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    early_stopping: int | None = None
+    augment: dict[str, Any] = field(default_factory=dict)
+    fold: int = 0
+    val_max_cases: int | None = None
+    val_batch_size: int = 16
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    amp: bool = True
+    channels_last: bool = True
+    save_every_steps: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        data = dict(data)
+        for key in ("modalities", "patch_size"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check values a user can get wrong, with actionable messages."""
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer '{self.optimizer}' must be 'adam' or 'adamw'")
+        if self.scheduler not in ("plateau", "cosine", "none"):
+            raise ValueError(f"scheduler '{self.scheduler}' must be 'plateau', 'cosine' or 'none'")
+        if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
+            raise ValueError("epochs, steps_per_epoch and batch_size must be >= 1")
+        if len(self.patch_size) != self.spatial_dims:
+            raise ValueError(
+                f"patch_size {self.patch_size} has {len(self.patch_size)} axes but the model is "
+                f"{self.spatial_dims}D"
+            )
+        AugmentConfig.from_dict(self.augment)
+        TargetSpec.from_dict(self.target)
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.model.get("spatial_dims", 2))
+
+    @property
+    def target_spec(self) -> TargetSpec:
+        return TargetSpec.from_dict(self.target)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``gliomaseg/configs/*.json``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(path_or_preset: str | Path, **overrides: Any) -> TrainConfig:
+    """A preset by name or a JSON config file, with command-line overrides applied."""
+    path = Path(path_or_preset)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{path_or_preset}.json"
+        if not path.exists():
+            raise ValueError(f"unknown preset '{path_or_preset}'; choose one of {list_presets()}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err}); fix the config file") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)
+
+
+# --------------------------------------------------------------------------- run state
+
+
+@dataclass
+class RunState:
+    """Where a run is: epochs completed, steps into the current epoch, best validation."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "--device cuda asked for but no CUDA device is available; use --device cpu"
+        )
+    return torch.device(name)
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) when not distributed."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def resolve_data(data: str | Path, run_dir: Path, *, progress: bool) -> Path:
+    """A prepared cache for ``data``: itself if already one, else prepared into ``run_dir/cache``."""
+    data = Path(data)
+    if (data / "index.json").exists():
+        return data
+    from gliomaseg.prepare import prepare_dataset
+
+    cache = run_dir / "cache"
+    result = prepare_dataset(data, cache, progress=progress)
+    if result.failures:
+        for path, msg in result.failures:
+            log.error("skipped %s: %s", path, msg)
+    return cache
+
+
+def _split(cache: Path, config: TrainConfig) -> tuple[list[str], list[str]]:
+    """Training and validation case ids from the cache's patient-level folds."""
+    index = load_index(cache)
+    labelled = [c for c in index["cases"] if c["labelled"]]
+    if not labelled:
+        raise ValueError(f"{cache}: no labelled cases to train on")
+    if config.fold < 0:
+        return [c["case_id"] for c in labelled], []
+    folds = index.get("folds") or []
+    if config.fold >= len(folds):
+        raise ValueError(
+            f"{cache}: fold {config.fold} does not exist ({len(folds)} folds); use --fold -1 to "
+            "train on all cases, or prepare with more patients"
+        )
+    val_patients = set(folds[config.fold]["val"])
+    train = [c["case_id"] for c in labelled if c["patient"] not in val_patients]
+    val = [c["case_id"] for c in labelled if c["patient"] in val_patients]
+    return train, val
+
+
+def _channels(cache: Path, config: TrainConfig) -> tuple[list[int], tuple[str, ...]]:
+    available = tuple(load_index(cache)["modalities"])
+    wanted = config.modalities or available
+    missing = [m for m in wanted if m not in available]
+    if missing:
+        raise ValueError(
+            f"{cache}: missing modality {', '.join(missing)} (cache has {', '.join(available)}; "
+            f"the model needs {', '.join(wanted)})"
+        )
+    return [available.index(m) for m in wanted], tuple(wanted)
+
+
+def build_from_config(
+    config: TrainConfig, n_modalities: int
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network for a config, with input/output channels filled in."""
+    from gliomaseg.models import ModelConfig, build_model
+
+    model_cfg = dict(config.model)
+    model_cfg["spatial_dims"] = config.spatial_dims
+    model_cfg["in_channels"] = n_modalities * (2 * config.context + 1)
+    model_cfg["out_channels"] = config.target_spec.channels
+    model_cfg.setdefault("head", config.target_spec.kind)
+    mc = ModelConfig.from_dict(model_cfg)
+    return build_model(mc), mc.to_dict()
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    if config.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    return None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate(
+    model: torch.nn.Module,
+    cache: Path,
+    case_ids: list[str],
+    *,
+    config: TrainConfig,
+    channels: list[int],
+    device: torch.device,
+    multiple: int,
+) -> dict[str, float]:
+    """Per-patient (volume) and slice-level Dice, precision and recall per output channel.
+
+    Returns a flat dict: ``dice_<name>``, ``precision_<name>``, ``recall_<name>`` (volume level,
+    mean over cases), ``slice_dice_<name>`` (mean over slices with tumour in either mask),
+    and ``dice_mean`` (mean volume Dice over the non-background channels, used for model
+    selection).
+    """
+    from gliomaseg.metrics import confusion, dice, precision, recall
+
+    target = config.target_spec
+    groups = [(n, g) for n, g in zip(target.names, target.groups, strict=True) if 0 not in g]
+    sums: dict[str, list[float]] = {}
+    for case_id in case_ids[: config.val_max_cases]:
+        image, label, _ = open_case(cache, case_id)
+        if label is None:
+            continue
+        if config.spatial_dims == 3:
+            probs = _predict_3d(model, image, config=config, channels=channels, device=device)
+        else:
+            probs = predict_volume(
+                model,
+                image,
+                target=target,
+                multiple=multiple,
+                batch_size=config.val_batch_size,
+                context=config.context,
+                channels=channels,
+                device=device,
+                amp=config.amp and device.type == "cuda",
+            )
+        pred = target.decode(probs)
+        ref = np.asarray(label)
+        for name, group in groups:
+            p, r = np.isin(pred, group), np.isin(ref, group)
+            counts = confusion(p, r)
+            for key, fn in (("dice", dice), ("precision", precision), ("recall", recall)):
+                sums.setdefault(f"{key}_{name}", []).append(float(fn(counts)))
+            per_slice = [
+                float(dice(confusion(p[z], r[z])))
+                for z in range(ref.shape[0])
+                if p[z].any() or r[z].any()
+            ]
+            if per_slice:
+                sums.setdefault(f"slice_dice_{name}", []).append(float(np.mean(per_slice)))
+    out = {k: float(np.mean(v)) for k, v in sums.items()}
+    dices = [out[f"dice_{n}"] for n, _ in groups if f"dice_{n}" in out]
+    out["dice_mean"] = float(np.mean(dices)) if dices else float("nan")
+    return out
+
+
+@torch.no_grad()
+def _predict_3d(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    *,
+    config: TrainConfig,
+    channels: list[int],
+    device: torch.device,
+) -> np.ndarray:
+    """Sliding-window prediction of a (Z, C, x, y) volume with a 3D network (MONAI)."""
+    from monai.inferers import sliding_window_inference
+
+    from gliomaseg.inference import probabilities
+
+    model.eval()
+    x = torch.from_numpy(
+        np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.float32)[:, channels], 1, 0))
+    )
+    logits = sliding_window_inference(
+        x[None].to(device),
+        roi_size=config.patch_size,
+        sw_batch_size=2,
+        predictor=model,
+        overlap=0.25,
+        mode="gaussian",
+    )
+    assert isinstance(logits, torch.Tensor)
+    return probabilities(logits.float(), config.target_spec)[0].cpu().numpy()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(
+    config: TrainConfig | None,
+    data: str | Path | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> RunState:
+    """Train (or resume) a run; returns the final run state.
+
+    Raises:
+        ValueError: bad config, missing modalities, a corrupt checkpoint, an existing run
+            folder without ``resume``.
+    """
+    run_dir = Path(run_dir)
+    rank, world = _dist()
+    if resume:
+        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+        config = TrainConfig.from_dict(ckpt["train_config"])
+        data = ckpt["data"]
+    elif (run_dir / "checkpoints" / "last.pt").exists():
+        raise ValueError(f"{run_dir}: holds a run already; pass --resume {run_dir} or another -o")
+    if config is None or data is None:
+        raise ValueError("train needs a config and data unless resuming")
+    device = _device(config.device)
+    if world > 1:
+        _init_distributed(device)
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = resolve_data(data, run_dir, progress=progress and rank == 0)
+    channels, modalities = _channels(cache, config)
+    train_ids, val_ids = _split(cache, config)
+    torch.manual_seed(config.seed)
+    model, model_cfg = build_from_config(config, len(modalities))
+    from gliomaseg.models import ModelConfig, input_multiple
+
+    multiple = input_multiple(ModelConfig.from_dict(model_cfg))
+    model.to(device)
+    if device.type == "cuda" and config.channels_last and config.spatial_dims == 2:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config)
+    state = RunState()
+    if resume:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler"):
+            scheduler.load_state_dict(ckpt["scheduler"])
+        state = RunState(**ckpt["state"])
+        torch.set_rng_state(ckpt["torch_rng"])
+    elif rank == 0:
+        write_json_atomic(
+            run_dir / "config.json", {**config.to_dict(), "data": str(data), "cache": str(cache)}
+        )
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    from gliomaseg.losses import LossConfig, build_loss
+
+    loss_fn = build_loss(LossConfig.from_dict(config.loss))
+    loader, sampler = _loader(cache, train_ids, config, channels, rank, world)
+    meta = {
+        "model_config": model_cfg,
+        "target": config.target_spec.to_dict(),
+        "modalities": list(modalities),
+        "context": config.context,
+        "data": str(data),
+        "train_config": config.to_dict(),
+        "preprocessing": {"zscore": "per modality over brain voxels", "crop": "brain bounding box"},
+    }
+    bar = _Progress(
+        enabled=progress and rank == 0,
+        total=config.epochs * config.steps_per_epoch,
+        done=state.epoch * config.steps_per_epoch + state.step,
+    )
+    try:
+        while state.epoch < config.epochs and not state.stopped_early:
+            sampler.set_epoch(state.epoch, skip=state.step * config.batch_size)
+            epoch_start, losses = time.perf_counter(), []
+            net.train()
+            for batch in loader:
+                loss = _step(net, loss_fn, optimizer, batch, device=device, config=config)
+                losses.append(loss)
+                state.step += 1
+                state.global_step += 1
+                bar.advance(loss)
+                if (
+                    config.save_every_steps
+                    and state.step % config.save_every_steps == 0
+                    and state.step < config.steps_per_epoch
+                    and rank == 0
+                ):
+                    _save(
+                        run_dir / "checkpoints" / "last.pt",
+                        model,
+                        optimizer,
+                        scheduler,
+                        state,
+                        meta,
+                    )
+            if world > 1:
+                _sync_buffers(model)
+            metrics = (
+                validate(
+                    model,
+                    cache,
+                    val_ids,
+                    config=config,
+                    channels=channels,
+                    device=device,
+                    multiple=multiple,
+                )
+                if val_ids
+                else {}
+            )
+            _end_epoch(state, scheduler, metrics, config)
+            lr = optimizer.param_groups[0]["lr"]
+            row = {
+                "epoch": state.epoch,
+                "global_step": state.global_step,
+                "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                "lr": lr,
+                "seconds": round(time.perf_counter() - epoch_start, 2),
+                **metrics,
+            }
+            bar.epoch_done(state.epoch, row)
+            if rank == 0:
+                _append_metrics(run_dir / "metrics.csv", row)
+                _save(run_dir / "checkpoints" / "last.pt", model, optimizer, scheduler, state, meta)
+                if state.best_epoch == state.epoch:
+                    _save(
+                        run_dir / "checkpoints" / "best.pt",
+                        model,
+                        optimizer,
+                        scheduler,
+                        state,
+                        meta,
+                    )
+                _plot(run_dir)
+    finally:
+        bar.close()
+        if world > 1:
+            _write_rank_digest(run_dir, model, rank)
+            torch.distributed.destroy_process_group()
+    if rank == 0 and not val_ids:
+        # Without validation the last weights are the best we have.
+        from gliomaseg.io.atomic import atomic_path
+
+        with atomic_path(run_dir / "checkpoints" / "best.pt") as tmp:
+            shutil.copyfile(run_dir / "checkpoints" / "last.pt", tmp)
+    return state
+
+
+def _sync_buffers(model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (batch-norm running statistics) to every rank.
+
+    DDP averages gradients, so parameters agree on every rank, but each rank updates its own
+    running statistics in ``forward``; broadcasting them at epoch ends (as DDP itself does
+    before each forward) keeps validation and checkpoints identical across ranks.
+    """
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+
+
+def _init_distributed(device: torch.device) -> None:
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+
+def _write_rank_digest(run_dir: Path, model: torch.nn.Module, rank: int) -> None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    (run_dir / f"weights_rank{rank}.sha256").write_text(digest.hexdigest() + "\n")
+
+
+def _loader(
+    cache: Path,
+    train_ids: list[str],
+    config: TrainConfig,
+    channels: list[int],
+    rank: int,
+    world: int,
+) -> tuple[torch.utils.data.DataLoader[Any], EpochSampler]:
+    cases = PreparedCases(cache, train_ids)
+    dataset: SliceDataset | PatchDataset
+    if config.spatial_dims == 3:
+        dataset = PatchDataset(
+            cases,
+            target=config.target_spec,
+            size=tuple(config.patch_size),  # type: ignore[arg-type]
+            flip=AugmentConfig.from_dict(config.augment).flip,
+            channels=channels,
+        )
+        has_tumour = [True] * len(train_ids)
+    else:
+        slices = cases.slices(
+            min_tumour_pixels=config.min_tumour_pixels, tumour_only=config.tumour_only
+        )
+        dataset = SliceDataset(
+            cases,
+            slices,
+            target=config.target_spec,
+            size=tuple(config.patch_size),  # type: ignore[arg-type]
+            context=config.context,
+            channels=channels,
+            augment_config=AugmentConfig.from_dict(config.augment),
+        )
+        has_tumour = [s.tumour_pixels > 0 for s in slices]
+    sampler = EpochSampler(
+        has_tumour,
+        length=config.steps_per_epoch * config.batch_size * world,
+        seed=config.seed,
+        tumour_fraction=config.tumour_fraction,
+        rank=rank,
+        world_size=world,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        drop_last=False,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
+    return loader, sampler
+
+
+def _step(
+    net: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    *,
+    device: torch.device,
+    config: TrainConfig,
+) -> float:
+    x = batch["image"].to(device, non_blocking=True)
+    y = batch["target"].to(device, non_blocking=True)
+    if device.type == "cuda" and config.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if config.target_spec.kind == "softmax":
+        y = y[:, None]  # (N, 1, ...) class indices, as MONAI's losses expect
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(device, config.amp and device.type == "cuda"):
+        logits = net(x)
+    loss = loss_fn(logits.float(), y)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"loss became {loss.item()}; lower the learning rate or check the data"
+        )
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _end_epoch(
+    state: RunState, scheduler: Any, metrics: dict[str, float], config: TrainConfig
+) -> None:
+    state.epoch += 1
+    state.step = 0
+    score = metrics.get("dice_mean", float("nan"))
+    if math.isnan(score):
+        if scheduler is not None and config.scheduler == "cosine":
+            scheduler.step()
+        return
+    if score > state.best_metric:
+        state.best_metric, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+    else:
+        state.bad_epochs += 1
+    if scheduler is not None:
+        scheduler.step(score) if config.scheduler == "plateau" else scheduler.step()
+    if config.early_stopping and state.bad_epochs >= config.early_stopping:
+        state.stopped_early = True
+        log.info("early stopping: no better validation Dice for %d epochs", state.bad_epochs)
+
+
+def _save(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: RunState,
+    meta: dict[str, Any],
+) -> None:
+    save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "kind": "segmentation",
+            **meta,
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "state": asdict(state),
+            "torch_rng": torch.get_rng_state(),
+        },
+    )
+
+
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch to metrics.csv (rewritten whole, atomically, so columns can grow)."""
+    from gliomaseg.io.atomic import write_text_atomic
+
+    rows: list[dict[str, Any]] = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < int(row["epoch"])]
+    rows.append(row)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _plot(run_dir: Path) -> None:
+    try:
+        from gliomaseg.plots import training_curves
+    except ImportError:  # matplotlib missing: curves are optional, metrics.csv is not
+        return
+    training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+
+
+class _Progress:
+    """rich progress bar with the running loss and the last validation Dice (rank 0 only)."""
+
+    def __init__(self, *, enabled: bool, total: int, done: int):
+        self.enabled = enabled
+        self.dice = float("nan")
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+        self.progress.start()
+
+    def advance(self, loss: float) -> None:
+        if self.enabled:
+            self.progress.update(
+                self.task, advance=1, info=f"loss {loss:.4f}  val dice {self.dice:.3f}"
+            )
+
+    def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
+        self.dice = float(row.get("dice_mean", float("nan")))
+        if self.enabled:
+            self.progress.console.print(
+                f"epoch {epoch}: loss {row['train_loss']:.4f}  val dice {self.dice:.4f}  lr {row['lr']:.2e}"
+            )
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+
+def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy of ``config`` with the non-None overrides applied (validated)."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    new = replace(config, **changes)
+    new.validate()
+    return new

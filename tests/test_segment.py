@@ -1,0 +1,226 @@
+"""segment: masks land on the tumour, in the input's geometry; batch behaviour; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from gliomaseg.cli import main
+from gliomaseg.io.writers import write_layout
+from gliomaseg.prepare import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic import make_case
+from gliomaseg.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """A small region model trained for a few dozen steps on synthetic phantoms."""
+    root = tmp_path_factory.mktemp("segment_model")
+    for i in range(5):
+        synth = make_case(
+            rng=np.random.default_rng(200 + i),
+            case_id=f"Train_{i:03d}",
+            template="phantom",
+            shape=(32, 32, 20),
+            tumour_radius_mm=8.0,
+        )
+        write_layout(synth, root / "raw", layout="brats2020")
+    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=5, margin=0))
+    config = TrainConfig.from_dict(
+        {
+            "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},
+            "loss": {"name": "dice_bce"},
+            "target": "regions",
+            "patch_size": [32, 32],
+            "tumour_fraction": 0.7,
+            "epochs": 3,
+            "steps_per_epoch": 20,
+            "batch_size": 8,
+            "lr": 0.01,
+            "scheduler": "none",
+            "fold": 0,
+        }
+    )
+    train(config, root / "cache", root / "run", progress=False)
+    return root / "run" / "checkpoints" / "best.pt"
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
+
+
+@pytest.mark.parametrize("layout", ["brats2020", "brats2023"])
+def test_segment_output_has_input_geometry_and_lands_on_the_tumour(model_path, tmp_path, layout):
+    synth = make_case(
+        rng=np.random.default_rng(31),
+        case_id="Case_777",
+        template="phantom",
+        shape=(32, 32, 20),
+        tumour_radius_mm=8.0,
+        spacing=(1.0, 1.0, 2.0),
+        flip_axis=0,
+    )
+    assert synth.affine[0, 0] < 0  # non-identity: flipped x, 2 mm slices
+    folder = write_layout(synth, tmp_path / "in", layout=layout)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "-o",
+                str(out),
+                "--model",
+                str(model_path),
+                "--no-progress",
+                "--save-probabilities",
+            ]
+        )
+        == 0
+    )
+    seg = nib.load(out / "Case_777_seg.nii.gz")
+    ref = nib.load(
+        next(folder.glob("*flair*")) if layout == "brats2020" else next(folder.glob("*t2f*"))
+    )
+    assert seg.shape == ref.shape
+    np.testing.assert_allclose(seg.affine, ref.affine)
+    raw = np.asarray(seg.dataobj)
+    et_value = 4 if layout == "brats2020" else 3
+    assert set(np.unique(raw)) <= {0, 1, 2, et_value}
+    assert _dice(raw > 0, synth.label > 0) > 0.7
+    summary = json.loads((out / "Case_777_summary.json").read_text())
+    wt_ml = float((synth.label > 0).sum()) * 2.0 / 1000
+    assert summary["volumes_ml"]["WT"] == pytest.approx(wt_ml, rel=0.35)
+    assert summary["label_scheme"] == layout
+    assert summary["flagged_slices"] and len(summary["slices"]) == 20
+    assert summary["hemisphere"] == synth.hemisphere
+    probs = nib.load(out / "Case_777_probs.nii.gz")
+    assert probs.shape == (*ref.shape, 3)
+
+
+def test_batch_skips_finished_cases_and_continues_past_a_bad_one(model_path, tmp_path, capsys):
+    for i in range(3):
+        synth = make_case(
+            rng=np.random.default_rng(i),
+            case_id=f"BraTS2021_{i:05d}",
+            template="phantom",
+            shape=(32, 32, 16),
+        )
+        write_layout(synth, tmp_path / "in", layout="brats2020")
+    bad = tmp_path / "in" / "BraTS2021_00001" / "BraTS2021_00001_t1.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "in"),
+                "-o",
+                str(out),
+                "--model",
+                str(model_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "BraTS2021_00001_t1.nii.gz" in err and "1 case(s) failed" in err
+    assert sorted(p.name for p in out.glob("*_seg.nii.gz")) == [
+        "BraTS2021_00000_seg.nii.gz",
+        "BraTS2021_00002_seg.nii.gz",
+    ]
+    assert not list(out.glob(".*"))  # no temporary files left
+    mtime = (out / "BraTS2021_00000_seg.nii.gz").stat().st_mtime_ns
+    bad.unlink()
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "in"),
+                "-o",
+                str(out),
+                "--model",
+                str(model_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert (out / "BraTS2021_00000_seg.nii.gz").stat().st_mtime_ns == mtime  # skipped, not redone
+
+
+def test_part_shards_cases(model_path, tmp_path):
+    for i in range(4):
+        synth = make_case(
+            rng=np.random.default_rng(i),
+            case_id=f"BraTS2021_{i:05d}",
+            template="phantom",
+            shape=(32, 32, 8),
+        )
+        write_layout(synth, tmp_path / "in", layout="brats2020")
+    for part in ("1/2", "2/2"):
+        assert (
+            main(
+                [
+                    "segment",
+                    str(tmp_path / "in"),
+                    "-o",
+                    str(tmp_path / part[0]),
+                    "--model",
+                    str(model_path),
+                    "--part",
+                    part,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    first = {p.name for p in (tmp_path / "1").glob("*_seg.nii.gz")}
+    second = {p.name for p in (tmp_path / "2").glob("*_seg.nii.gz")}
+    assert len(first) == len(second) == 2 and not first & second
+
+
+def test_lgg_output_mirrors_the_input(model_path, tmp_path):
+    # A 4-modality model cannot read LGG stacks: reported by name, nothing written.
+    synth = make_case(
+        rng=np.random.default_rng(5),
+        case_id="TCGA_CS_4941_19960909",
+        template="phantom",
+        shape=(32, 32, 6),
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="lgg-tiff")
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(model_path),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert not list((tmp_path / "out").glob("*_seg.nii.gz"))
+
+
+def test_unknown_model_name_is_reported(tmp_path, capsys):
+    synth = make_case(
+        rng=np.random.default_rng(1),
+        case_id="BraTS2021_00001",
+        template="phantom",
+        shape=(16, 16, 8),
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    assert (
+        main(["segment", str(folder), "-o", str(tmp_path / "out"), "--model", "nonexistent-model"])
+        == 2
+    )
+    assert "no bundled model 'nonexistent-model'" in capsys.readouterr().err

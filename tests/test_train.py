@@ -1,0 +1,217 @@
+"""Training: learns on synthetic data, resumes exactly after a kill, presets run, DDP agrees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gliomaseg.checkpoint import load_checkpoint
+from gliomaseg.cli import main
+from gliomaseg.io.writers import write_layout
+from gliomaseg.prepare import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic import make_case
+from gliomaseg.train import TrainConfig, list_presets, load_config, train
+
+SMALL = {
+    "name": "test",
+    "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},
+    "loss": {"name": "dice_bce"},
+    "target": "regions",
+    "patch_size": [32, 32],
+    "tumour_fraction": 0.7,
+    "epochs": 3,
+    "steps_per_epoch": 20,
+    "batch_size": 8,
+    "lr": 0.01,
+    "scheduler": "none",
+    "fold": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    for i in range(5):
+        synth = make_case(
+            rng=np.random.default_rng(100 + i),
+            case_id=f"Synth_{i:03d}",
+            template="phantom",
+            shape=(32, 32, 20),
+            tumour_radius_mm=8.0,
+        )
+        write_layout(synth, root / "raw", layout="brats2020")
+    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=5, margin=0))
+    return root / "cache"
+
+
+def _weights(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / name)["state_dict"]
+
+
+def test_training_learns_synthetic_tumours(cache, tmp_path):
+    config = TrainConfig.from_dict(SMALL)
+    state = train(config, cache, tmp_path / "run", progress=False)
+    assert state.epoch == 3
+    metrics = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 4 and "dice_WT" in metrics[0] and "slice_dice_WT" in metrics[0]
+    assert state.best_metric > 0.8, metrics
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["features"] == [8, 16, 32]
+
+
+def _train_cmd(cache: Path, run: Path, config: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gliomaseg",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(cache),
+        "-o",
+        str(run),
+        "--no-progress",
+    ]
+
+
+def test_resume_after_kill_gives_identical_weights(cache, tmp_path):
+    cfg = {
+        **SMALL,
+        "epochs": 2,
+        "steps_per_epoch": 8,
+        "batch_size": 4,
+        "save_every_steps": 1,
+        "scheduler": "plateau",
+    }
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps(cfg))
+    # Uninterrupted reference run.
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config_file),
+                "--data",
+                str(cache),
+                "-o",
+                str(tmp_path / "ref"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    # Same run, killed (SIGKILL) once it has written a mid-epoch checkpoint, then resumed.
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        _train_cmd(cache, run, config_file),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    last = run / "checkpoints" / "last.pt"
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and load_checkpoint(last)["state"]["global_step"] >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(last)["state"]["global_step"]
+    assert killed_at < 16, "the run finished before it could be killed"
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    ref, resumed = _weights(tmp_path / "ref"), _weights(run)
+    assert ref.keys() == resumed.keys()
+    for key in ref:
+        assert torch.equal(ref[key], resumed[key]), key
+    assert (
+        load_checkpoint(last)["optimizer"]["state"].keys()
+        == load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")["optimizer"][
+            "state"
+        ].keys()
+    )
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_builds_and_runs_two_steps(cache, tmp_path, preset):
+    config = load_config(preset)
+    small = "patch_size", [32, 64, 64] if config.spatial_dims == 3 else [64, 64]
+    data = {
+        **config.to_dict(),
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "batch_size": 1,
+        "fold": -1,
+        small[0]: small[1],
+    }
+    state = train(TrainConfig.from_dict(data), cache, tmp_path / preset, progress=False)
+    assert state.global_step == 2
+    assert (tmp_path / preset / "checkpoints" / "last.pt").exists()
+
+
+def test_corrupt_or_partial_checkpoint_gives_a_clear_error(cache, tmp_path, capsys):
+    config = TrainConfig.from_dict({**SMALL, "epochs": 1, "steps_per_epoch": 2, "fold": -1})
+    run = tmp_path / "run"
+    train(config, cache, run, progress=False)
+    last = run / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 3])
+    with pytest.raises(ValueError, match="corrupt or partial"):
+        load_checkpoint(last)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.pt" in err[0]
+
+
+def test_unknown_options_and_missing_modalities_are_reported(cache, tmp_path):
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({**SMALL, "learning_rate": 1})
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_config("unet-gigantic")
+    config = TrainConfig.from_dict({**SMALL, "modalities": ["flair", "adc"]})
+    with pytest.raises(ValueError, match="missing modality adc"):
+        train(config, cache, tmp_path / "run", progress=False)
+
+
+def test_ddp_two_processes_end_with_identical_weights(cache, tmp_path):
+    cfg = {**SMALL, "epochs": 1, "steps_per_epoch": 3, "batch_size": 2, "fold": -1}
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps(cfg))
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "gliomaseg",
+        "train",
+        "--config",
+        str(config_file),
+        "--data",
+        str(cache),
+        "-o",
+        str(run),
+        "--no-progress",
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    digests = [(run / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
