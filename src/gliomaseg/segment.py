@@ -172,6 +172,8 @@ def summarise(
     return {
         "case_id": case.case_id,
         "gliomaseg_version": __version__,
+        "layout": case.layout,
+        "inputs": dict(case.source),
         "model": seg.source,
         "modalities": list(seg.modalities),
         "spacing_mm": [round(s, 6) for s in case.spacing],
