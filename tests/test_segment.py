@@ -224,3 +224,86 @@ def test_unknown_model_name_is_reported(tmp_path, capsys):
         == 2
     )
     assert "no bundled model 'nonexistent-model'" in capsys.readouterr().err
+
+
+def test_a_3d_model_segments_by_sliding_window(tmp_path):
+    """A (briefly trained) 3D preset segments through MONAI's sliding window, on the input grid."""
+    from gliomaseg.train import load_config
+
+    root = tmp_path
+    for i in range(2):
+        synth = make_case(
+            rng=np.random.default_rng(300 + i),
+            case_id=f"T3_{i}",
+            template="phantom",
+            shape=(32, 32, 20),
+        )
+        write_layout(synth, root / "raw", layout="brats2020")
+    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=0, margin=0))
+    data = {
+        **load_config("brats-regions-3d").to_dict(),
+        "epochs": 1,
+        "steps_per_epoch": 1,
+        "batch_size": 1,
+        "fold": -1,
+        "patch_size": [16, 32, 32],
+        "model": {"name": "unet", "spatial_dims": 3, "features": [4, 8, 16]},
+    }
+    train(TrainConfig.from_dict(data), root / "cache", root / "run", progress=False)
+    synth = make_case(
+        rng=np.random.default_rng(9), case_id="Case_3D", template="phantom", shape=(30, 34, 18)
+    )
+    folder = write_layout(synth, root / "in", layout="brats2020")
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "-o",
+                str(root / "out"),
+                "--model",
+                str(root / "run/checkpoints/best.pt"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    seg = nib.load(root / "out" / "Case_3D_seg.nii.gz")
+    assert seg.shape == (30, 34, 18)
+    np.testing.assert_allclose(seg.affine, synth.affine)
+
+
+@pytest.mark.parametrize("breaker", ["missing", "nan", "affine", "labels"])
+def test_bad_input_gives_one_line_errors_from_segment_too(model_path, tmp_path, capsys, breaker):
+    synth = make_case(
+        rng=np.random.default_rng(4),
+        case_id="BraTS2021_00004",
+        template="phantom",
+        shape=(16, 16, 8),
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    flair = folder / "BraTS2021_00004_flair.nii.gz"
+    if breaker == "missing":
+        flair.unlink()
+    elif breaker == "nan":
+        img = nib.load(flair)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        data[1, 1, 1] = np.nan
+        nib.save(nib.Nifti1Image(data, img.affine), flair)
+    elif breaker == "affine":
+        img = nib.load(flair)
+        nib.save(
+            nib.Nifti1Image(np.asarray(img.dataobj), img.affine + np.diag([0, 0, 0.5, 0])), flair
+        )
+    else:
+        (folder / "notes.nii.gz").write_bytes(flair.read_bytes())
+    out = tmp_path / "out"
+    assert (
+        main(["segment", str(folder), "-o", str(out), "--model", str(model_path), "--no-progress"])
+        == 2
+    )
+    errors = [
+        ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("gliomaseg: error:")
+    ]
+    assert len(errors) == 1 and ("flair" in errors[0] or "notes" in errors[0])
+    assert not list(out.glob("*.nii.gz")) and not list(out.glob("*.json"))

@@ -1,4 +1,5 @@
-"""Whole-volume prediction with a 2D (or 2.5D) network, batched over slices, bounded memory."""
+"""Whole-volume prediction: 2D (or 2.5D) networks batched over slices, 3D networks by sliding
+windows; memory is bounded by the batch or the window, not the volume."""
 
 from __future__ import annotations
 
@@ -84,3 +85,54 @@ def predict_volume(
         if progress is not None:
             progress(len(zs))
     return out
+
+
+@torch.no_grad()
+def predict_volume_3d(
+    model: torch.nn.Module,
+    volume: np.ndarray,
+    *,
+    target: TargetSpec,
+    roi_size: tuple[int, ...],
+    channels: list[int] | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
+    overlap: float = 0.25,
+    sw_batch_size: int = 2,
+) -> np.ndarray:
+    """Probabilities of a whole volume with a 3D network, by Gaussian-weighted sliding windows.
+
+    Args:
+        model: 3D network returning logits (N, K, D, H, W).
+        volume: (Z, C, x, y) float image, slice-major (as prepared caches store it).
+        target: Output definition.
+        roi_size: Window size (Z, x, y), the training patch size.
+        channels: Channel indices of ``volume`` to feed (None: all).
+        device: Where to run; memory is bounded by the window, not the volume.
+        amp: bf16 autocast.
+        overlap: Window overlap fraction (MONAI's ``sliding_window_inference``).
+        sw_batch_size: Windows per forward pass.
+
+    Returns:
+        (K, Z, x, y) float32 probabilities.
+    """
+    from monai.inferers import sliding_window_inference
+
+    device = torch.device(device)
+    model.eval()
+    arr = np.asarray(volume, dtype=np.float32)
+    if channels is not None:
+        arr = arr[:, channels]
+    x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(arr, 1, 0)))[None].to(device)
+    with autocast(device, amp):
+        logits = sliding_window_inference(
+            x,
+            roi_size=roi_size,
+            sw_batch_size=sw_batch_size,
+            predictor=model,
+            overlap=overlap,
+            mode="gaussian",
+        )
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError("sliding-window inference returned no tensor")
+    return probabilities(logits.float(), target)[0].cpu().numpy()

@@ -64,6 +64,8 @@ class Segmenter:
     modalities: tuple[str, ...]
     context: int
     multiple: int
+    spatial_dims: int
+    roi_size: tuple[int, ...]
     device: torch.device
     source: str
     meta: dict[str, Any]
@@ -91,6 +93,8 @@ class Segmenter:
             modalities=tuple(meta["modalities"]),
             context=int(meta.get("context", 0)),
             multiple=input_multiple(ModelConfig.from_dict(meta["model_config"])),
+            spatial_dims=int(meta["model_config"].get("spatial_dims", 2)),
+            roi_size=tuple(meta.get("train_config", {}).get("patch_size", ())),
             device=dev,
             source=str(path),
             meta=meta,
@@ -118,23 +122,33 @@ def predict_case(
     case: Case, seg: Segmenter, config: SegmentConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid."""
-    from gliomaseg.inference import predict_volume
+    from gliomaseg.inference import predict_volume, predict_volume_3d
 
     image = case.channels(seg.modalities)
     brain = case.brain_mask if case.brain_mask is not None else np.any(image != 0, axis=0)
     cropped, _, crop = crop_to_brain(zscore(image, mask=brain), mask=brain, margin=config.margin)
     volume = np.ascontiguousarray(np.moveaxis(cropped, -1, 0))  # (Z, C, x, y)
-    probs = predict_volume(
-        seg.model,
-        volume,
-        target=seg.target,
-        multiple=seg.multiple,
-        batch_size=config.batch_size,
-        context=seg.context,
-        device=seg.device,
-        amp=config.amp,
-        tta=config.tta,
-    )
+    if seg.spatial_dims == 3:
+        probs = predict_volume_3d(
+            seg.model,
+            volume,
+            target=seg.target,
+            roi_size=seg.roi_size,
+            device=seg.device,
+            amp=config.amp,
+        )
+    else:
+        probs = predict_volume(
+            seg.model,
+            volume,
+            target=seg.target,
+            multiple=seg.multiple,
+            batch_size=config.batch_size,
+            context=seg.context,
+            device=seg.device,
+            amp=config.amp,
+            tta=config.tta,
+        )
     probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
     label = uncrop(seg.target.decode(probs), crop)
     full = uncrop(probs, crop)

@@ -27,7 +27,7 @@ import torch
 from gliomaseg.augment import AugmentConfig
 from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from gliomaseg.data import EpochSampler, PatchDataset, PreparedCases, SliceDataset
-from gliomaseg.inference import autocast, predict_volume
+from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.prepare import load_index, open_case
 from gliomaseg.targets import TargetSpec
@@ -296,22 +296,33 @@ def validate(
 ) -> dict[str, float]:
     """Per-patient (volume) and slice-level Dice, precision and recall per output channel.
 
+    Metrics are computed for the network's own output channels and, for multi-class targets,
+    also for every BraTS region (WT, TC, ET) and label (NCR/NET, ED, ET) of the decoded map.
+
     Returns a flat dict: ``dice_<name>``, ``precision_<name>``, ``recall_<name>`` (volume level,
-    mean over cases), ``slice_dice_<name>`` (mean over slices with tumour in either mask),
-    and ``dice_mean`` (mean volume Dice over the non-background channels, used for model
-    selection).
+    i.e. per patient, mean over cases), ``slice_dice_<name>`` (mean over slices with tumour in
+    either mask), and ``dice_mean`` (mean volume Dice over the network's non-background
+    channels, used for model selection).
     """
     from gliomaseg.metrics import confusion, dice, precision, recall
 
     target = config.target_spec
-    groups = [(n, g) for n, g in zip(target.names, target.groups, strict=True) if 0 not in g]
+    groups = _validation_groups(target)
     sums: dict[str, list[float]] = {}
     for case_id in case_ids[: config.val_max_cases]:
         image, label, _ = open_case(cache, case_id)
         if label is None:
             continue
         if config.spatial_dims == 3:
-            probs = _predict_3d(model, image, config=config, channels=channels, device=device)
+            probs = predict_volume_3d(
+                model,
+                image,
+                target=target,
+                roi_size=tuple(config.patch_size),
+                channels=channels,
+                device=device,
+                amp=config.amp and device.type == "cuda",
+            )
         else:
             probs = predict_volume(
                 model,
@@ -339,39 +350,21 @@ def validate(
             if per_slice:
                 sums.setdefault(f"slice_dice_{name}", []).append(float(np.mean(per_slice)))
     out = {k: float(np.mean(v)) for k, v in sums.items()}
-    dices = [out[f"dice_{n}"] for n, _ in groups if f"dice_{n}" in out]
+    selected = [n for n, g in zip(target.names, target.groups, strict=True) if 0 not in g]
+    dices = [out[f"dice_{n}"] for n in selected if f"dice_{n}" in out]
     out["dice_mean"] = float(np.mean(dices)) if dices else float("nan")
     return out
 
 
-@torch.no_grad()
-def _predict_3d(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    *,
-    config: TrainConfig,
-    channels: list[int],
-    device: torch.device,
-) -> np.ndarray:
-    """Sliding-window prediction of a (Z, C, x, y) volume with a 3D network (MONAI)."""
-    from monai.inferers import sliding_window_inference
+def _validation_groups(target: TargetSpec) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, internal codes) of every structure validated, the output channels first."""
+    from gliomaseg.labels import REGIONS
 
-    from gliomaseg.inference import probabilities
-
-    model.eval()
-    x = torch.from_numpy(
-        np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.float32)[:, channels], 1, 0))
-    )
-    logits = sliding_window_inference(
-        x[None].to(device),
-        roi_size=config.patch_size,
-        sw_batch_size=2,
-        predictor=model,
-        overlap=0.25,
-        mode="gaussian",
-    )
-    assert isinstance(logits, torch.Tensor)
-    return probabilities(logits.float(), config.target_spec)[0].cpu().numpy()
+    groups = {n: g for n, g in zip(target.names, target.groups, strict=True) if 0 not in g}
+    if len(target.groups) > 1 or target.groups[0] != (1, 2, 3):
+        for name, codes in {**REGIONS, "NCR/NET": (1,), "ED": (2,)}.items():
+            groups.setdefault(name, codes)
+    return list(groups.items())
 
 
 # --------------------------------------------------------------------------- training
