@@ -14,6 +14,54 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+#: A small 2D region model that learns the synthetic phantoms in a few dozen CPU steps.
+TINY_TRAIN: dict = {
+    "name": "test",
+    "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},
+    "loss": {"name": "dice_bce"},
+    "target": "regions",
+    "patch_size": [32, 32],
+    "tumour_fraction": 0.7,
+    "epochs": 3,
+    "steps_per_epoch": 20,
+    "batch_size": 8,
+    "lr": 0.01,
+    "scheduler": "none",
+    "fold": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory) -> Path:
+    """A prepared cache of five synthetic phantom cases (5 patient-level folds)."""
+    from gliomaseg.io.writers import write_layout
+    from gliomaseg.prepare import PrepareConfig, prepare_dataset
+    from gliomaseg.synthetic import make_case
+
+    root = tmp_path_factory.mktemp("synthetic")
+    for i in range(5):
+        synth = make_case(
+            rng=np.random.default_rng(100 + i),
+            case_id=f"Synth_{i:03d}",
+            template="phantom",
+            shape=(32, 32, 20),
+            tumour_radius_mm=8.0,
+        )
+        write_layout(synth, root / "raw", layout="brats2020")
+    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=5, margin=0))
+    return root / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_cache, tmp_path_factory) -> Path:
+    """Run folder of :data:`TINY_TRAIN` trained on :func:`synthetic_cache`."""
+    from gliomaseg.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train(TrainConfig.from_dict(TINY_TRAIN), synthetic_cache, run, progress=False)
+    return run
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -16,37 +16,10 @@ from gliomaseg.synthetic import make_case
 from gliomaseg.train import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    """A small region model trained for a few dozen steps on synthetic phantoms."""
-    root = tmp_path_factory.mktemp("segment_model")
-    for i in range(5):
-        synth = make_case(
-            rng=np.random.default_rng(200 + i),
-            case_id=f"Train_{i:03d}",
-            template="phantom",
-            shape=(32, 32, 20),
-            tumour_radius_mm=8.0,
-        )
-        write_layout(synth, root / "raw", layout="brats2020")
-    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=5, margin=0))
-    config = TrainConfig.from_dict(
-        {
-            "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},
-            "loss": {"name": "dice_bce"},
-            "target": "regions",
-            "patch_size": [32, 32],
-            "tumour_fraction": 0.7,
-            "epochs": 3,
-            "steps_per_epoch": 20,
-            "batch_size": 8,
-            "lr": 0.01,
-            "scheduler": "none",
-            "fold": 0,
-        }
-    )
-    train(config, root / "cache", root / "run", progress=False)
-    return root / "run" / "checkpoints" / "best.pt"
+@pytest.fixture
+def model_path(tiny_run) -> Path:
+    """The small region model trained on synthetic phantoms (tests/conftest.py)."""
+    return tiny_run / "checkpoints" / "best.pt"
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,63 +10,35 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_TRAIN
 from gliomaseg.checkpoint import load_checkpoint
 from gliomaseg.cli import main
-from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import PrepareConfig, prepare_dataset
-from gliomaseg.synthetic import make_case
 from gliomaseg.train import TrainConfig, list_presets, load_config, train
 
-SMALL = {
-    "name": "test",
-    "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},
-    "loss": {"name": "dice_bce"},
-    "target": "regions",
-    "patch_size": [32, 32],
-    "tumour_fraction": 0.7,
-    "epochs": 3,
-    "steps_per_epoch": 20,
-    "batch_size": 8,
-    "lr": 0.01,
-    "scheduler": "none",
-    "fold": 0,
-}
+SMALL = TINY_TRAIN
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    for i in range(5):
-        synth = make_case(
-            rng=np.random.default_rng(100 + i),
-            case_id=f"Synth_{i:03d}",
-            template="phantom",
-            shape=(32, 32, 20),
-            tumour_radius_mm=8.0,
-        )
-        write_layout(synth, root / "raw", layout="brats2020")
-    prepare_dataset(root / "raw", root / "cache", config=PrepareConfig(folds=5, margin=0))
-    return root / "cache"
+@pytest.fixture
+def cache(synthetic_cache) -> Path:
+    return synthetic_cache
 
 
 def _weights(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / name)["state_dict"]
 
 
-def test_training_learns_synthetic_tumours(cache, tmp_path):
-    config = TrainConfig.from_dict(SMALL)
-    state = train(config, cache, tmp_path / "run", progress=False)
-    assert state.epoch == 3
-    metrics = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+def test_training_learns_synthetic_tumours(tiny_run):
+    metrics = (tiny_run / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 4 and "dice_WT" in metrics[0] and "slice_dice_WT" in metrics[0]
-    assert state.best_metric > 0.8, metrics
-    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
-    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    state = load_checkpoint(tiny_run / "checkpoints" / "last.pt")["state"]
+    assert state["epoch"] == 3
+    assert state["best_metric"] > 0.8, metrics
+    assert (tiny_run / "checkpoints" / "best.pt").exists()
+    assert (tiny_run / "curves.png").stat().st_size > 1000
+    saved = json.loads((tiny_run / "config.json").read_text())
     assert saved["model"]["features"] == [8, 16, 32]
 
 

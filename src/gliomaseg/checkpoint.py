@@ -65,7 +65,8 @@ def load_model(
     from gliomaseg.models import ModelConfig, build_model
 
     payload = load_checkpoint(path)
-    model = build_model(ModelConfig.from_dict(payload["model_config"]))
+    # The checkpoint holds every weight: never look for the encoder file it was started from.
+    model = build_model(ModelConfig.from_dict(payload["model_config"]), load_weights=False)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
