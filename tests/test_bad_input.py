@@ -132,17 +132,24 @@ def _assert_one_line_error(err: str, name: str, pattern: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(BREAKERS))
-@pytest.mark.parametrize("command", ["inspect", "prepare"])
+@pytest.mark.parametrize("command", ["inspect", "prepare", "segment"])
 def test_bad_case_gives_one_line_error_exit_2_and_writes_nothing(
-    case_dir, tmp_path, capsys, kind, command
+    case_dir, tmp_path, capsys, kind, command, request
 ):
+    if command == "segment" and kind == "unknown label values":
+        pytest.skip("segment does not read the reference label")
     breaker, pattern = BREAKERS[kind]
     name = breaker(case_dir)
-    out = tmp_path / "cache"
-    args = [command, str(case_dir)] + (["-o", str(out)] if command == "prepare" else [])
+    out = tmp_path / "out"
+    args = [command, str(case_dir)]
+    if command == "prepare":
+        args += ["-o", str(out)]
+    if command == "segment":
+        model = request.getfixturevalue("tiny_run") / "checkpoints" / "best.pt"
+        args += ["-o", str(out), "--model", str(model), "--no-progress"]
     assert main(args) == 2
     _assert_one_line_error(capsys.readouterr().err, name, pattern)
-    assert not out.exists()
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_empty_folder(tmp_path, capsys):
