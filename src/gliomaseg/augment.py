@@ -9,7 +9,7 @@ never blended. Intensity transforms touch the image only. Every transform draws 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -53,11 +53,9 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> AugmentConfig:
         """Build from a dict; unknown keys are an error naming them."""
-        data = dict(data or {})
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown augmentation option(s) {sorted(unknown)}")
-        return cls(**data)
+        from gliomaseg.config import from_dict
+
+        return from_dict(cls, data or {}, what="augmentation option")
 
     @property
     def spatial(self) -> bool:

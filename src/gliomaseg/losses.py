@@ -143,16 +143,9 @@ class LossConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown loss config key(s) {unknown}; known keys are {sorted(known)}"
-            )
-        values = dict(data)
-        if isinstance(values.get("class_weights"), list):  # JSON has no tuples
-            values["class_weights"] = tuple(values["class_weights"])
-        return cls(**values)
+        from gliomaseg.config import from_dict
+
+        return from_dict(cls, data, what="loss config", tuples=("class_weights",))
 
 
 def _weights(value: object) -> tuple[float, ...]:

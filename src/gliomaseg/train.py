@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +111,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        data = dict(data)
-        for key in ("modalities", "patch_size"):
-            if data.get(key) is not None:
-                data[key] = tuple(data[key])
-        config = cls(**data)
+        from gliomaseg.config import from_dict
+
+        config = from_dict(cls, data, what="training option", tuples=("modalities", "patch_size"))
         config.validate()
         return config
 

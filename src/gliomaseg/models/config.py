@@ -178,16 +178,9 @@ class ModelConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown model config key(s) {unknown}; known keys are {sorted(known)}"
-            )
-        values = dict(data)
-        if isinstance(values.get("features"), list):  # JSON has no tuples
-            values["features"] = tuple(values["features"])
-        return cls(**values)
+        from gliomaseg.config import from_dict
+
+        return from_dict(cls, data, what="model config", tuples=("features",))
 
 
 def input_multiple(config: ModelConfig) -> int:
