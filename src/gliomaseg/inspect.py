@@ -9,7 +9,7 @@ import numpy as np
 from gliomaseg.case import Case
 from gliomaseg.geometry import CANONICAL, orientation_code
 from gliomaseg.io.layouts import CaseRef
-from gliomaseg.labels import INTERNAL_NAMES
+from gliomaseg.labels import INTERNAL_NAMES, region_counts
 
 
 def label_volumes(
@@ -26,10 +26,7 @@ def label_volumes(
         ``{"voxels": {name: n}, "volume_ml": {name: mL}}`` for labels 1-3 and each region;
         an empty label map gives zeros, never an error.
     """
-    counts = np.bincount(label.ravel(), minlength=4)
-    voxels: dict[str, int] = {INTERNAL_NAMES[k]: int(counts[k]) for k in (1, 2, 3)}
-    for name, codes in regions.items():
-        voxels[name] = int(sum(counts[c] for c in codes))
+    voxels = region_counts(label, regions)
     return {"voxels": voxels, "volume_ml": {k: round(v * voxel_ml, 4) for k, v in voxels.items()}}
 
 

@@ -277,6 +277,25 @@ def onehot_to_internal(
     return out
 
 
+def region_counts(
+    labels: NDArray[np.integer], regions: dict[str, tuple[int, ...]] = REGIONS
+) -> dict[str, int]:
+    """Voxel counts of labels 1-3 (by internal name) and of each region.
+
+    Args:
+        labels: Internal codes, any shape.
+        regions: Region name -> internal codes (binary schemes pass ``{"WT": (1,)}``).
+
+    Returns:
+        ``{"NCR/NET": n1, "ED": n2, "ET": n3, <region>: n...}``; zeros for an empty map.
+    """
+    counts = np.bincount(np.asarray(labels).ravel(), minlength=4)
+    out = {INTERNAL_NAMES[k]: int(counts[k]) for k in (1, 2, 3)}
+    for name, codes in regions.items():
+        out[name] = int(sum(counts[c] for c in codes))
+    return out
+
+
 def region_mask(labels: NDArray[np.integer], region: str) -> NDArray[np.bool_]:
     """Boolean mask of a BraTS region (``WT``, ``TC``, ``ET``) from internal codes."""
     if region not in REGIONS:
@@ -299,5 +318,6 @@ __all__ = [
     "get_scheme",
     "guess_scheme",
     "onehot_to_internal",
+    "region_counts",
     "region_mask",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from gliomaseg.labels import ET, NCR, REGIONS
+from gliomaseg.labels import ET, NCR, region_counts
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,6 @@ def tumour_geometry(
 
 def region_volumes(label: np.ndarray, voxel_ml: float, *, binary: bool = False) -> dict[str, float]:
     """Volumes (mL) per internal label and per BraTS region (only WT for binary schemes)."""
-    counts = np.bincount(label.ravel(), minlength=4)
     if binary:
-        return {"WT": round(float(counts[1:].sum() * voxel_ml), 4)}
-    out = {
-        name: round(float(counts[code] * voxel_ml), 4)
-        for code, name in ((1, "NCR/NET"), (2, "ED"), (3, "ET"))
-    }
-    for region, codes in REGIONS.items():
-        out[region] = round(float(sum(counts[c] for c in codes) * voxel_ml), 4)
-    return out
+        return {"WT": round(float((label > 0).sum() * voxel_ml), 4)}
+    return {k: round(v * voxel_ml, 4) for k, v in region_counts(label).items()}
