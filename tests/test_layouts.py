@@ -144,3 +144,16 @@ def test_write_segmentation_lands_on_the_input_grid(tmp_path, phantom, scheme):
     for internal, value in expected.items():
         np.testing.assert_array_equal(raw == value, phantom.label == internal)
     assert not list((tmp_path / "out").glob(".*"))  # no temporary left behind
+
+
+def test_2d_slice_cases_are_written_back_2d(tmp_path, shared_data):
+    folder = shared_data / "brats2013_2d_slices" / "TrainingData" / "BRATS_HG0005"
+    case = read_case(folder)
+    assert case.shape[2] == 1 and case.source_shape == (160, 216)
+    out = write_segmentation(case, case.label, tmp_path / "seg.nii.gz", scheme="brats2020")
+    img = nib.load(out)
+    assert img.shape == (160, 216)
+    ref = nib.load(next(folder.glob("*atropos_truth*")))
+    np.testing.assert_allclose(img.affine, ref.affine)
+    raw = np.asarray(ref.dataobj)
+    np.testing.assert_array_equal(np.asarray(img.dataobj) == 4, raw == 7)

@@ -392,15 +392,16 @@ def _encode(
 
 def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     arrays, grids = [], []
-    for modality, path in ref.images.items():
+    file_shape: tuple[int, ...] = ()
+    for path in ref.images.values():
         data, affine = nifti.read_image(path)
-        if data.ndim == 2:
+        file_shape = file_shape or tuple(int(s) for s in data.shape)
+        if data.ndim == 2:  # single-slice exports: processed as one axial slice
             data = data[..., None]
         if data.ndim != 3:
             raise ValueError(f"{path}: {data.ndim}D image; expected one 3D volume per modality")
         arrays.append(data)
         grids.append((path.name, data.shape, affine))
-        del modality
     label: np.ndarray | None = None
     brain: np.ndarray | None = None
     scheme = None
@@ -419,7 +420,9 @@ def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) 
     check_same_grid(grids)
     image = np.stack(arrays).astype(np.float32, copy=False)
     src_affine = grids[0][2]
-    return _canonical_case(ref, image, label, brain, src_affine, scheme)
+    case = _canonical_case(ref, image, label, brain, src_affine, scheme)
+    case.source_shape = file_shape  # 2D files stay 2D on output
+    return case
 
 
 def _canonical_case(
