@@ -145,7 +145,7 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
         volume, labels, _ = self.cases.get(ref.case)
         image = slice_with_context(volume, ref.z, self.context, self.channels)
         label = (
-            np.asarray(labels[ref.z]) if labels is not None else np.zeros(image.shape[1:], np.uint8)
+            np.array(labels[ref.z]) if labels is not None else np.zeros(image.shape[1:], np.uint8)
         )
         offset = None
         if seed is not None:
@@ -200,7 +200,7 @@ class PatchDataset(Dataset[dict[str, torch.Tensor]]):
         if self.channels is not None:
             zcxy = zcxy[:, self.channels]
         lab = (
-            np.asarray(labels)
+            np.array(labels)
             if labels is not None
             else np.zeros((zcxy.shape[0], *zcxy.shape[2:]), np.uint8)
         )
