@@ -118,6 +118,20 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
 
+    from gliomaseg.report import commands as report_cmds
+
+    p = sub.add_parser("report", help="one self-contained HTML report per segmented case")
+    report_cmds.add_report_arguments(p)
+    p.set_defaults(func=report_cmds.run_report)
+
+    p = sub.add_parser("report-cohort", help="HTML page over 'gliomaseg evaluate' output")
+    report_cmds.add_cohort_arguments(p)
+    p.set_defaults(func=report_cmds.run_cohort)
+
+    p = sub.add_parser("report-training", help="HTML page over a training run folder")
+    report_cmds.add_training_arguments(p)
+    p.set_defaults(func=report_cmds.run_training)
+
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=_cmd_models)
 

@@ -190,6 +190,7 @@ def summarise(
         "inputs": dict(case.source),
         "model": seg.source,
         "modalities": list(seg.modalities),
+        "outputs": list(seg.target.names),
         "spacing_mm": [round(s, 6) for s in case.spacing],
         "spacing_known": case.spacing_known,
         "voxel_volume_ml": case.voxel_volume_ml,
