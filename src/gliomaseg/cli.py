@@ -106,7 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--et-to-ncr-below-ml", type=float, default=0.0, help="relabel ET as NCR below this volume"
     )
-    p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     p.add_argument("--overwrite", action="store_true", help="redo cases that have outputs")
     p.add_argument("--part", default="1/1", help="i/n: process every n-th case starting at i")
     p.add_argument("--no-progress", action="store_true")

@@ -48,7 +48,7 @@ class SegmentConfig:
     save_probabilities: bool = False
     flag_threshold: float = 0.9
     labels: str = "input"
-    batch_size: int = 16
+    batch_size: int = 32
     margin: int = 2
     amp: bool = False
     overwrite: bool = False
@@ -86,7 +86,12 @@ class Segmenter:
             raise ValueError(
                 "--device cuda asked for but no CUDA device is available; use --device cpu"
             )
+        from gliomaseg.inference import fuse_batch_norm
+
         net, meta = load_model(path, device=dev)
+        net = fuse_batch_norm(net)
+        if int(meta["model_config"].get("spatial_dims", 2)) == 2:
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return cls(
             model=net,
             target=TargetSpec.from_dict(meta["target"]),
@@ -148,6 +153,7 @@ def predict_case(
             device=seg.device,
             amp=config.amp,
             tta=config.tta,
+            channels_last=True,
         )
     probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
     label = uncrop(seg.target.decode(probs), crop)

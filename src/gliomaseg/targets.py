@@ -104,14 +104,12 @@ class TargetSpec:
         if self.kind == "softmax":
             reps = np.array([g[0] for g in self.groups], dtype=np.uint8)
             return reps[np.argmax(probs, axis=0)]
+        # log P(code) = sum_k log(1 - p_k) + sum_{k: code in group k} logit(p_k); the first sum
+        # is the same for every code, so the best code maximises a sum of channel logits.
         p = np.clip(probs.astype(np.float32), 1e-6, 1 - 1e-6)
-        log_on, log_off = np.log(p), np.log1p(-p)
-        scores = np.stack(
-            [
-                sum(log_on[k] if code in g else log_off[k] for k, g in enumerate(self.groups))
-                for code in CODES
-            ]
-        )
+        logits = np.log(p) - np.log1p(-p)
+        member = np.array([[code in g for g in self.groups] for code in CODES], dtype=np.float32)
+        scores = np.tensordot(member, logits, axes=1)
         return np.argmax(scores, axis=0).astype(np.uint8)
 
 

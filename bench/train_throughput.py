@@ -1,0 +1,304 @@
+"""Training throughput (slices/s) and peak memory of the default 2D model; prints JSON.
+
+Measures ``gliomaseg.train``'s own optimisation step (``train._step``: forward, Dice + BCE
+on WT/TC/ET regions, backward, Adam) on the default network of :class:`TrainConfig`
+(U-Net 16-32-64-128, batch norm, 4 input channels, 3 sigmoid outputs). Each device runs in
+a fresh subprocess so its peak RSS is its own (``--in-process`` skips that: faster, but RSS
+then covers everything the process did): on CPU with ``--threads`` threads and fp32
+(``train.py`` uses autocast and channels-last on CUDA only), and on CUDA when present with
+bf16 autocast and channels-last, as ``train.py`` does.
+
+By default one random batch is reused every step, so the numbers are the network's alone.
+``--cache CACHE`` trains through the real data path instead (``SliceDataset`` and
+``EpochSampler`` over a prepared cache, as ``train._loader`` builds them) and also reports
+the time spent waiting for batches. Timings are reported, never asserted; the load average
+is recorded because other work on the machine changes them.
+
+    python bench/train_throughput.py                       # CPU (+ CUDA when present)
+    python bench/train_throughput.py --cache CACHE --workers 1
+    python bench/train_throughput.py --size 32 --features 4,8 --steps 2 --warmup 1  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _features(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--features '{text}': use integers like 16,32,64,128"
+        ) from None
+    if len(values) < 2:
+        raise argparse.ArgumentTypeError(f"--features '{text}': give at least two levels")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--features", type=_features, default=[16, 32, 64, 128])
+    parser.add_argument("--size", type=int, default=240, help="square slice size in pixels")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CPU, and CUDA too when present",
+    )
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast on CUDA (train.py never autocasts on CPU)",
+    )
+    parser.add_argument("--cache", type=Path, default=None, help="train from a prepared cache")
+    parser.add_argument("--workers", type=int, default=0, help="loader workers (--cache only)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--in-process", action="store_true", help="no subprocess per device")
+    parser.add_argument("--note", default="", help="free text stored in the JSON")
+    parser.add_argument("--worker", choices=("cpu", "cuda"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if min(args.size, args.batch_size, args.steps, args.threads) < 1 or args.warmup < 0:
+        parser.error("--size, --batch-size, --steps and --threads must be >= 1, --warmup >= 0")
+    multiple = 2 ** (len(args.features) - 1)
+    if args.size % multiple:
+        parser.error(
+            f"--size {args.size} must be a multiple of {multiple} for {len(args.features)} levels"
+        )
+    if args.cache is not None and not (args.cache / "index.json").exists():
+        parser.error(f"--cache {args.cache}: no index.json; make one with 'gliomaseg prepare'")
+    return args
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _config(args: argparse.Namespace, device: str) -> Any:
+    from gliomaseg.train import TrainConfig
+
+    # Only the model width, slice size and batch differ from TrainConfig's defaults;
+    # fold -1 trains on every labelled case of a --cache (no validation split needed).
+    return TrainConfig(
+        model={"name": "unet", "features": list(args.features)},
+        patch_size=(args.size, args.size),
+        batch_size=args.batch_size,
+        steps_per_epoch=args.warmup + args.steps,
+        amp=args.amp,
+        device=device,
+        fold=-1,
+        workers=args.workers,
+        seed=args.seed,
+    )
+
+
+def _random_batch(config: Any, n_channels: int, seed: int) -> dict[str, Any]:
+    """Images (N, C, H, W) float32 and WT/TC/ET targets (N, 3, H, W) of a random label map."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n, (h, w) = config.batch_size, config.patch_size
+    image = torch.from_numpy(rng.standard_normal((n, n_channels, h, w), dtype=np.float32))
+    labels = rng.integers(0, 4, size=(n, h, w))
+    target = torch.from_numpy(np.stack([config.target_spec.encode(lab) for lab in labels]))
+    return {"image": image, "target": target}
+
+
+def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
+    """Train ``warmup + steps`` steps on one device; timings of the last ``steps``."""
+    import torch
+
+    from gliomaseg.losses import LossConfig, build_loss
+    from gliomaseg.models import count_parameters
+    from gliomaseg.train import _channels, _loader, _split, _step, build_from_config
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(device_name)
+    config = _config(args, device_name)
+    total = args.warmup + args.steps
+    batches: Any
+    if args.cache is None:
+        n_channels = 4  # FLAIR, T1, T1ce, T2
+        batch = _random_batch(config, n_channels, args.seed)
+        batches = [{k: v.to(device) for k, v in batch.items()}] * total
+    else:
+        channels, modalities = _channels(args.cache, config)
+        train_ids, _ = _split(args.cache, config)
+        loader, sampler = _loader(args.cache, train_ids, config, channels, 0, 1)
+        sampler.set_epoch(0)
+        batches, n_channels = loader, len(modalities)
+    model, _ = build_from_config(config, n_channels)
+    model.to(device).train()
+    if device.type == "cuda" and config.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    loss_fn = build_loss(LossConfig.from_dict(config.loss))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    load_before = os.getloadavg()
+    step_s, data_s, cpu_s, losses = [], [], [], []
+    fetch, cpu = time.perf_counter(), time.process_time()
+    for i, batch in enumerate(batches):
+        start = time.perf_counter()
+        # _step is the exact step train() runs; float(loss) in it waits for the GPU.
+        losses.append(_step(model, loss_fn, optimizer, batch, device=device, config=config))
+        end = time.perf_counter()
+        if i >= args.warmup:
+            step_s.append(end - fetch)
+            data_s.append(start - fetch)
+            cpu_s.append(time.process_time() - cpu)
+        fetch, cpu = time.perf_counter(), time.process_time()
+        if i + 1 >= total:
+            break
+    seconds = sum(step_s)
+    result: dict[str, Any] = {
+        "device": device_name,
+        "mode": "random" if args.cache is None else "cache",
+        "threads": args.threads,
+        "amp_bf16": bool(config.amp and device.type == "cuda"),
+        "channels_last": bool(config.channels_last and device.type == "cuda"),
+        "in_channels": n_channels,
+        "parameters": count_parameters(model),
+        "slices_per_s": round(args.batch_size * len(step_s) / seconds, 3),
+        "seconds_per_step": _stats(step_s),
+        # CPU time of this process (all its threads; not loader workers): less sensitive
+        # than wall time to other jobs on the machine.
+        "cpu_seconds_per_step": round(statistics.median(cpu_s), 4),
+        "first_loss": round(losses[0], 5),
+        "last_loss": round(losses[-1], 5),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+    }
+    if args.cache is not None:
+        result["data_seconds_per_step"] = _stats(data_s)
+        result["workers"] = args.workers
+    if device.type == "cuda":
+        result["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["gpu"] = torch.cuda.get_device_name(device)
+    return result
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 4),
+        "mean": round(statistics.fmean(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and count, OS; enough to tell two benchmark machines apart."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "arch": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "memory_gb": _memory_gb(),
+    }
+
+
+def _memory_gb() -> float | None:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return round(pages * size / 2**30, 1)
+
+
+def run_worker(argv: list[str], device: str) -> dict[str, Any]:
+    """This script on one device in a fresh interpreter; its JSON result."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *argv, "--worker", device],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        return {"device": device, "error": tail}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args, args.worker)))
+        return
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if args.device == "cuda" and not cuda:
+        raise SystemExit("train_throughput: --device cuda but no CUDA device; use --device cpu")
+    devices = {"auto": ["cpu"] + (["cuda"] if cuda else []), "cpu": ["cpu"], "cuda": ["cuda"]}
+    load_start = os.getloadavg()
+    if args.in_process:
+        results = [measure(args, d) for d in devices[args.device]]
+    else:
+        results = [run_worker(argv, d) for d in devices[args.device]]
+    report = {
+        "benchmark": "train_throughput",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "device": ", ".join(
+            d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
+            for d in devices[args.device]
+        ),
+        "load_average_1_5_15": {
+            "start": [round(v, 2) for v in load_start],
+            "end": [round(v, 2) for v in os.getloadavg()],
+        },
+        "note": args.note,
+        "settings": {
+            "model": {"name": "unet", "features": args.features, "norm": "batch"},
+            "target": "regions (WT, TC, ET), sigmoid",
+            "loss": "dice_bce",
+            "optimizer": "adam",
+            "size": args.size,
+            "batch_size": args.batch_size,
+            "warmup": args.warmup,
+            "steps": args.steps,
+            "data": str(args.cache) if args.cache else "one random batch, reused",
+            "isolation": "in-process" if args.in_process else "one subprocess per device",
+        },
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Smoke tests of the benchmark scripts: tiny settings, valid JSON, no timing asserted.
+
+The scripts run in this process (``--in-process``) so the test pays the torch/MONAI imports
+once; their subprocess mode re-imports both per device or pipeline and is run by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from gliomaseg.io.writers import write_layout
+from gliomaseg.prepare import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic import make_case
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+TINY_MODEL = ["--features", "4,8", "--device", "cpu", "--in-process"]
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(module: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    module.main(argv)
+    report: dict = json.loads(capsys.readouterr().out)
+    for key in ("date", "machine", "python", "torch", "threads", "device", "results"):
+        assert key in report, key
+    assert len(report["load_average_1_5_15"]["start"]) == 3
+    return report
+
+
+@pytest.fixture(scope="module")
+def raw_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny BraTS 2020-layout phantom cases (32 x 32 x 12, flipped x, 2 mm slices)."""
+    root = tmp_path_factory.mktemp("bench_raw")
+    for i in range(2):
+        case = make_case(
+            rng=np.random.default_rng(50 + i),
+            case_id=f"Bench_{i:03d}",
+            template="phantom",
+            shape=(32, 32, 12),
+            tumour_radius_mm=8.0,
+            spacing=(1.0, 1.0, 2.0),
+            flip_axis=0,
+        )
+        write_layout(case, root, layout="brats2020")
+    return root
+
+
+def test_train_throughput_random_batches(capsys):
+    bench = _load("train_throughput")
+    argv = [*TINY_MODEL, "--size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1"]
+    report = _run(bench, argv, capsys)
+    (result,) = report["results"]
+    assert result["device"] == "cpu" and result["mode"] == "random"
+    assert result["slices_per_s"] > 0 and result["peak_rss_mb"] > 0
+    assert np.isfinite(result["last_loss"])
+
+
+def test_train_throughput_from_a_prepared_cache(raw_cases, tmp_path, capsys):
+    prepare_dataset(raw_cases, tmp_path / "cache", config=PrepareConfig(folds=0, margin=0))
+    bench = _load("train_throughput")
+    argv = [*TINY_MODEL, "--cache", str(tmp_path / "cache"), "--size", "32"]
+    report = _run(bench, [*argv, "--batch-size", "2", "--steps", "2", "--warmup", "1"], capsys)
+    (result,) = report["results"]
+    assert result["mode"] == "cache" and result["data_seconds_per_step"]["median"] >= 0
+
+
+def test_segment_speed_runs_both_pipelines(raw_cases, capsys):
+    bench = _load("segment_speed")
+    case = raw_cases / "Bench_000"
+    argv = [*TINY_MODEL, "--case", str(case), "--repeats", "2", "--profile", "3"]
+    report = _run(bench, argv, capsys)
+    (row,) = report["results"]
+    for pipeline in ("gliomaseg", "monai"):
+        timing = row[pipeline]["seconds_per_case"]
+        assert len(timing["all"]) == 2 and 0 < timing["min"] <= timing["median"]
+    assert row["time_ratio_gliomaseg_to_monai"] > 0
+    assert len(row["gliomaseg"]["profile"]["by_cumulative"]) == 3
+    assert "untrained" in report["model"]["weights"]
+
+
+def test_segment_speed_reference_label_lut_follows_brats_regions():
+    from gliomaseg.targets import TARGETS
+
+    lut = _load("segment_speed")._label_lut(TARGETS["regions"])
+    # bit 0 WT, bit 1 TC, bit 2 ET -> BraTS 2020 file codes
+    assert lut[0b000] == 0 and lut[0b001] == 2 and lut[0b011] == 1 and lut[0b111] == 4
