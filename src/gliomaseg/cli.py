@@ -118,7 +118,17 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
 
+    from gliomaseg import explain
+    from gliomaseg.interpret import autoencoder
     from gliomaseg.report import commands as report_cmds
+
+    p = sub.add_parser(
+        "explain", help="features, plain-language summary and 3D surface of a segmentation"
+    )
+    explain.add_arguments(p)
+    p.set_defaults(func=explain.run)
+
+    autoencoder.add_arguments(sub)  # "autoencoder train|embed"
 
     p = sub.add_parser("report", help="one self-contained HTML report per segmented case")
     report_cmds.add_report_arguments(p)

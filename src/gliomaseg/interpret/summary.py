@@ -292,14 +292,15 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed ``texts`` into an (N, 384) float32 array of unit vectors."""
+        if len(self._cache) + len(texts) > _CACHE_LIMIT:
+            # Clear before looking up, so every text asked for is encoded after the clear.
+            self._cache.clear()
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
             model = _load_minilm(self.device)
             vectors = model.encode(
                 missing, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
-            if len(self._cache) + len(missing) > _CACHE_LIMIT:
-                self._cache.clear()
             self._cache.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
         if not texts:
             return np.zeros((0, _MODEL_DIM), dtype=np.float32)
