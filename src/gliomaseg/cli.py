@@ -434,7 +434,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from gliomaseg.explain import explain_case, print_case
     from gliomaseg.inspect import describe
+    from gliomaseg.io.atomic import write_json_atomic
     from gliomaseg.io.layouts import read_case
     from gliomaseg.io.writers import write_layout
     from gliomaseg.synthetic import make_brats_like
@@ -446,10 +448,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     case_dir = write_layout(synthetic, out / "input", layout="brats2020")
     case = read_case(case_dir)
     info = describe(case)
-    from gliomaseg.io.atomic import write_json_atomic
-
     write_json_atomic(out / "demo_case_inspect.json", info)
     _print_inspect_table([info])
+    # No trained weights ship yet, so the demo explains the generated ground truth.
+    log.info("explaining the generated tumour (features, retrieved sentences, 3D surface) ...")
+    explanation = explain_case(case, out / "explain")
+    print_case(explanation)
     print(f"demo case written to {case_dir}")
     print(f"inspection written to {out / 'demo_case_inspect.json'}")
+    print(f"explanation, features and 3D surface written to {out / 'explain'}")
     return EXIT_OK

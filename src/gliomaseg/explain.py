@@ -647,7 +647,7 @@ def run(args: argparse.Namespace) -> int:
             label_scheme=args.label_scheme,
             library=library,
             mesh=not args.no_mesh,
-            on_case=_print_case,
+            on_case=print_case,
         )
     except (ValueError, FileNotFoundError) as err:
         print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
@@ -661,7 +661,8 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_case(explanation: Mapping[str, Any]) -> None:
+def print_case(explanation: Mapping[str, Any]) -> None:
+    """Print the chosen sentences and notes of one explanation."""
     summary = explanation["summary"]
     print(f"{explanation['case_id']}:")
     for item in summary["sentences"]:
