@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -179,7 +180,8 @@ def test_tiff_stack_with_a_missing_mask(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_one_bad_case_does_not_stop_the_batch(tmp_path, capsys):
+@pytest.mark.parametrize("breakage", ["corrupt file", "unknown file", "missing modality"])
+def test_one_bad_case_does_not_stop_the_batch(tmp_path, capsys, breakage, request):
     for i in range(3):
         synth = make_case(
             rng=np.random.default_rng(i),
@@ -188,14 +190,41 @@ def test_one_bad_case_does_not_stop_the_batch(tmp_path, capsys):
             shape=(16, 16, 16),
         )
         write_layout(synth, tmp_path / "data", layout="brats2020")
-    _file_bad = tmp_path / "data" / "BraTS2021_00001" / "BraTS2021_00001_t2.nii.gz"
-    _file_bad.write_bytes(b"garbage")
+    folder = tmp_path / "data" / "BraTS2021_00001"
+    if breakage == "corrupt file":  # found, fails when read
+        (folder / "BraTS2021_00001_t2.nii.gz").write_bytes(b"garbage")
+    elif breakage == "unknown file":  # fails when the folders are searched
+        (folder / "scratch.nii.gz").write_bytes((folder / "BraTS2021_00001_t2.nii.gz").read_bytes())
+    else:
+        (folder / "BraTS2021_00001_t2.nii.gz").unlink()
     out = tmp_path / "cache"
     assert main(["prepare", str(tmp_path / "data"), "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "BraTS2021_00001_t2.nii.gz" in err
+    assert "BraTS2021_00001" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "cases").iterdir()) == [
         "BraTS2021_00000",
         "BraTS2021_00002",
     ]
     assert main(["inspect", str(tmp_path / "data"), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert [c["case_id"] for c in report["cases"]] == ["BraTS2021_00000", "BraTS2021_00002"]
+    assert len(report["errors"]) == 1
+    model = request.getfixturevalue("tiny_run") / "checkpoints" / "best.pt"
+    seg = tmp_path / "seg"
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "data"),
+                "-o",
+                str(seg),
+                "--model",
+                str(model),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
+    assert sorted(p.name for p in seg.glob("*_seg.nii.gz")) == [
+        "BraTS2021_00000_seg.nii.gz",
+        "BraTS2021_00002_seg.nii.gz",
+    ]

@@ -205,14 +205,17 @@ def _load_config(args: argparse.Namespace) -> object | None:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from gliomaseg.inspect import describe
-    from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
+    from gliomaseg.io.layouts import LayoutConfig, discover, read_case
     from gliomaseg.labels import get_scheme
 
     if args.label_scheme:
         get_scheme(args.label_scheme)
     config = _load_config(args)
-    refs = find_cases(args.path, config=config if isinstance(config, LayoutConfig) else None)
-    cases, errors = [], []
+    refs, bad = discover(args.path, config=config if isinstance(config, LayoutConfig) else None)
+    cases: list[dict] = []
+    errors = [{"path": str(p), "error": msg} for p, msg in bad]
+    for _, msg in bad:
+        print(f"gliomaseg: error: {msg}", file=sys.stderr)
     for ref in _progress(refs, "inspect", enabled=len(refs) > 3 and not args.json):
         try:
             case = read_case(ref, label_scheme=args.label_scheme)
@@ -225,7 +228,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     else:
         _print_inspect_table(cases)
     if errors:
-        print(f"gliomaseg: {len(errors)} of {len(refs)} case(s) failed", file=sys.stderr)
+        print(f"gliomaseg: {len(errors)} of {len(refs) + len(bad)} case(s) failed", file=sys.stderr)
         return EXIT_BAD_INPUT
     return EXIT_OK
 

@@ -155,29 +155,12 @@ def _prediction_files(pred_dir: Path) -> list[Path]:
 
 
 def _discover(gt_dir: Path) -> tuple[list[CaseRef], dict[str, str]]:
-    """Ground-truth cases, and the entries that could not be discovered (id -> reason).
-
-    ``find_cases`` stops at the first bad case folder or corrupt file; when it does, each
-    entry of ``gt_dir`` is discovered on its own so one bad case does not stop the others.
-    """
-    from gliomaseg.io.layouts import find_cases
+    """Ground-truth cases, and the entries that could not be discovered (id -> reason)."""
+    from gliomaseg.io.layouts import discover
     from gliomaseg.io.naming import stem
 
-    try:
-        return find_cases(gt_dir), {}
-    except ValueError as whole:
-        if not gt_dir.is_dir():
-            raise
-        refs: list[CaseRef] = []
-        errors: dict[str, str] = {}
-        for child in sorted(p for p in gt_dir.iterdir() if not p.name.startswith(".")):
-            try:
-                refs += find_cases(child)
-            except ValueError as err:
-                errors[strip_seg_suffix(stem(child))] = _one_line(err)
-        if not refs:
-            raise whole from None
-        return refs, errors
+    refs, bad = discover(gt_dir)
+    return refs, {strip_seg_suffix(stem(p)): msg for p, msg in bad}
 
 
 def _reference_cases(gt_dir: Path) -> tuple[dict[str, CaseRef], dict[str, str]]:

@@ -427,23 +427,10 @@ def _jobs(
 
 def _discover(path: Path) -> tuple[list[CaseRef], list[tuple[str, str]]]:
     """Cases under ``path``; when one entry breaks discovery, the others are still found."""
-    from gliomaseg.io.layouts import find_cases
+    from gliomaseg.io.layouts import discover
 
-    try:
-        return find_cases(path), []
-    except ValueError as whole:
-        if not path.is_dir():
-            raise
-        refs: list[CaseRef] = []
-        failures = []
-        for child in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-            try:
-                refs += find_cases(child)
-            except ValueError as err:
-                failures.append((str(child), _one_line(err)))
-        if not refs:
-            raise whole from None
-        return refs, failures
+    refs, bad = discover(path)
+    return refs, [(str(p), msg) for p, msg in bad]
 
 
 def _case_job(ref: CaseRef, label_scheme: str | None) -> _Job:

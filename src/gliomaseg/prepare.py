@@ -34,7 +34,7 @@ import numpy as np
 from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.io.atomic import write_json_atomic
-from gliomaseg.io.layouts import CaseRef, LayoutConfig, find_cases, read_case
+from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
 from gliomaseg.preprocess import crop_to_brain, kfold_patients, zscore
 
 log = logging.getLogger(__name__)
@@ -201,11 +201,12 @@ def prepare_dataset(
     start = time.perf_counter()
     cache = Path(cache)
     # Loose single files (label maps beside a case, templates) are not training cases.
-    refs = [r for r in find_cases(data, config=layout_config) if r.layout != "nifti-file"]
-    if not refs:
+    found, bad = discover(data, config=layout_config)
+    refs = [r for r in found if r.layout != "nifti-file"]
+    if not refs and not bad:
         raise ValueError(f"{data}: no image cases to prepare (only loose NIfTI files found)")
     _check_existing_settings(cache, config, overwrite)
-    result = PrepareResult(cache=cache)
+    result = PrepareResult(cache=cache, failures=[(str(p), msg) for p, msg in bad])
     modalities = config.modalities
     entries: dict[str, dict[str, Any]] = {}
     for ref in _iterate(refs, progress):

@@ -27,7 +27,7 @@ import torch
 from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, find_cases, read_case
+from gliomaseg.io.layouts import CaseRef, discover, read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
 from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
@@ -292,9 +292,12 @@ def segment_inputs(
     result = BatchResult()
     for path in inputs:
         try:
-            refs += [r for r in find_cases(path) if r.layout != "nifti-file"]
+            found, bad = discover(path)
         except (ValueError, FileNotFoundError) as err:
             result.failures.append((str(path), " ".join(str(err).split())))
+            continue
+        refs += [r for r in found if r.layout != "nifti-file"]
+        result.failures += [(str(p), msg) for p, msg in bad]
     i, n = part
     refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
     todo = [

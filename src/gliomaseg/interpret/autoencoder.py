@@ -348,20 +348,10 @@ def _case_planes(folder: Path, failures: list[tuple[str, str]]) -> Iterator[_Pla
 
 def _find_refs(path: Path) -> tuple[list[Any], list[tuple[str, str]]]:
     """Cases under ``path``; an entry that breaks discovery is reported, the others found."""
-    from gliomaseg.io.layouts import find_cases
+    from gliomaseg.io.layouts import discover
 
-    try:
-        return find_cases(path), []
-    except ValueError:
-        if not path.is_dir():
-            raise
-    refs, failures = [], []
-    for child in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
-        try:
-            refs += find_cases(child)
-        except ValueError as err:
-            failures.append((str(child), " ".join(str(err).split())))
-    return refs, failures
+    refs, bad = discover(path)
+    return list(refs), [(str(p), msg) for p, msg in bad]
 
 
 def _brain_centre(case: Case) -> tuple[float, float] | None:

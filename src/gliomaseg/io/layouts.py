@@ -151,6 +151,44 @@ def find_cases(
     return refs
 
 
+def discover(
+    path: str | Path, *, config: LayoutConfig | None = None
+) -> tuple[list[CaseRef], list[tuple[Path, str]]]:
+    """Like :func:`find_cases`, but one bad case in a folder of cases does not hide the others.
+
+    When discovery of a folder of cases fails (an unknown file in one case folder, a case
+    missing a modality, one corrupt loose label map), each entry is discovered on its own and
+    the failing ones are returned as (path, one-line reason). A single case folder or file
+    still raises.
+
+    Raises:
+        FileNotFoundError / ValueError: ``path`` missing, a bad single case, or no case at all.
+    """
+    path = Path(path)
+    try:
+        return find_cases(path, config=config), []
+    except ValueError:
+        entries = (
+            sorted(p for p in path.iterdir() if not p.name.startswith(".")) if path.is_dir() else []
+        )
+        # A single case folder (modality files, nnU-Net channels) fails as a whole; a folder
+        # of case folders or of loose label maps goes on entry by entry.
+        single_case = any(
+            nifti.is_nifti(p) and (classify(p).kind == "image" or _NNUNET.match(stem(p)))
+            for p in entries
+        )
+        if single_case or not entries:
+            raise
+    refs: list[CaseRef] = []
+    failures: list[tuple[Path, str]] = []
+    for entry in entries:
+        try:
+            refs += find_cases(entry, config=config)
+        except (ValueError, FileNotFoundError) as err:
+            failures.append((entry, " ".join(str(err).split())))
+    return refs, failures
+
+
 def _find(path: Path, *, config: LayoutConfig | None, depth: int) -> list[CaseRef]:
     if path.is_file():
         return [_file_ref(path)]
