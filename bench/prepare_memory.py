@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gliomaseg.machine import machine_info
+
 
 def run_one(data: Path) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,7 +61,7 @@ def main() -> None:
             {
                 "benchmark": "prepare_memory",
                 "date": time.strftime("%Y-%m-%d"),
-                "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+                "machine": machine_info(),
                 "python": platform.python_version(),
                 "results": results,
             },

@@ -571,26 +571,10 @@ def _model_info(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and count, OS; enough to tell two benchmark machines apart."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        memory_gb = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        memory_gb = None
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "arch": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "memory_gb": memory_gb,
-    }
+    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
+    from gliomaseg.machine import machine_info
+
+    return machine_info()
 
 
 if __name__ == "__main__":

@@ -36,26 +36,10 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and count, OS and memory (the fields the other benchmarks report)."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        memory = round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        memory = None
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "arch": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "memory_gb": memory,
-    }
+    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
+    from gliomaseg.machine import machine_info
+
+    return machine_info()
 
 
 def _rates(items: list[dict[str, Any]]) -> dict[str, Any]:

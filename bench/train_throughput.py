@@ -207,22 +207,10 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and count, OS; enough to tell two benchmark machines apart."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cpu_count": os.cpu_count(),
-        "arch": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "memory_gb": _memory_gb(),
-    }
+    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
+    from gliomaseg.machine import machine_info
+
+    return machine_info()
 
 
 def _memory_gb() -> float | None:

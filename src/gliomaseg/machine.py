@@ -1,0 +1,33 @@
+"""Which machine a measurement was taken on (printed by every benchmark beside its figures)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model and count, architecture, OS and memory (GiB); enough to tell machines apart."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory_gb: float | None = round(
+            os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1
+        )
+    except (ValueError, OSError, AttributeError):
+        memory_gb = None
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "arch": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "memory_gb": memory_gb,
+    }
