@@ -44,7 +44,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,11 +137,9 @@ class AutoencoderConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AutoencoderConfig:
         """Build from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown autoencoder option(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        from gliomaseg.config import from_dict
+
+        return from_dict(cls, data, what="autoencoder option")
 
 
 # --------------------------------------------------------------------------- masks
