@@ -10,7 +10,6 @@ uninterrupted run would have seen next.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -30,6 +29,14 @@ from gliomaseg.data import EpochSampler, PatchDataset, PreparedCases, SliceDatas
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.prepare import load_index, open_case
+from gliomaseg.runs import (
+    RunState,
+    TrainingProgress,
+    append_metrics,
+    dist_info,
+    plot_curves,
+    resolve_device,
+)
 from gliomaseg.targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -168,34 +175,6 @@ def load_config(path_or_preset: str | Path, **overrides: Any) -> TrainConfig:
 
 
 # --------------------------------------------------------------------------- run state
-
-
-@dataclass
-class RunState:
-    """Where a run is: epochs completed, steps into the current epoch, best validation."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    best_metric: float = -math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    stopped_early: bool = False
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda asked for but no CUDA device is available; use --device cpu"
-        )
-    return torch.device(name)
-
-
-def _dist() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment; (0, 1) when not distributed."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def resolve_data(data: str | Path, run_dir: Path, *, progress: bool) -> Path:
@@ -379,7 +358,7 @@ def train(
             folder without ``resume``.
     """
     run_dir = Path(run_dir)
-    rank, world = _dist()
+    rank, world = dist_info()
     if resume:
         ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         config = TrainConfig.from_dict(ckpt["train_config"])
@@ -388,7 +367,7 @@ def train(
         raise ValueError(f"{run_dir}: holds a run already; pass --resume {run_dir} or another -o")
     if config is None or data is None:
         raise ValueError("train needs a config and data unless resuming")
-    device = _device(config.device)
+    device = resolve_device(config.device)
     if world > 1:
         _init_distributed(device)
         if device.type == "cuda":
@@ -435,7 +414,7 @@ def train(
         "train_config": config.to_dict(),
         "preprocessing": {"zscore": "per modality over brain voxels", "crop": "brain bounding box"},
     }
-    bar = _Progress(
+    bar = TrainingProgress(
         enabled=progress and rank == 0,
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
@@ -492,7 +471,7 @@ def train(
             }
             bar.epoch_done(state.epoch, row)
             if rank == 0:
-                _append_metrics(run_dir / "metrics.csv", row)
+                append_metrics(run_dir / "metrics.csv", row)
                 _save(run_dir / "checkpoints" / "last.pt", model, optimizer, scheduler, state, meta)
                 if state.best_epoch == state.epoch:
                     _save(
@@ -503,7 +482,7 @@ def train(
                         state,
                         meta,
                     )
-                _plot(run_dir)
+                plot_curves(run_dir)
     finally:
         bar.close()
         if world > 1:
@@ -667,79 +646,6 @@ def _save(
             "torch_rng": torch.get_rng_state(),
         },
     )
-
-
-def _append_metrics(path: Path, row: dict[str, Any]) -> None:
-    """Append one epoch to metrics.csv (rewritten whole, atomically, so columns can grow)."""
-    from gliomaseg.io.atomic import write_text_atomic
-
-    rows: list[dict[str, Any]] = []
-    if path.exists():
-        with path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < int(row["epoch"])]
-    rows.append(row)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
-
-
-def _plot(run_dir: Path) -> None:
-    try:
-        from gliomaseg.plots import training_curves
-    except ImportError:  # matplotlib missing: curves are optional, metrics.csv is not
-        return
-    training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
-
-
-class _Progress:
-    """rich progress bar with the running loss and the last validation Dice (rank 0 only)."""
-
-    def __init__(self, *, enabled: bool, total: int, done: int):
-        self.enabled = enabled
-        self.dice = float("nan")
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-        )
-        self.task = self.progress.add_task("train", total=total, completed=done, info="")
-        self.progress.start()
-
-    def advance(self, loss: float) -> None:
-        if self.enabled:
-            self.progress.update(
-                self.task, advance=1, info=f"loss {loss:.4f}  val dice {self.dice:.3f}"
-            )
-
-    def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
-        self.dice = float(row.get("dice_mean", float("nan")))
-        if self.enabled:
-            self.progress.console.print(
-                f"epoch {epoch}: loss {row['train_loss']:.4f}  val dice {self.dice:.4f}  lr {row['lr']:.2e}"
-            )
-
-    def close(self) -> None:
-        if self.enabled:
-            self.progress.stop()
 
 
 def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import torch
 
     from gliomaseg.case import Case
-    from gliomaseg.train import RunState
+    from gliomaseg.runs import RunState
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +497,7 @@ def train_autoencoder(
 
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.losses import build_loss
-    from gliomaseg.train import RunState, _device, _Progress
+    from gliomaseg.runs import RunState, TrainingProgress, resolve_device
 
     run = Path(run_dir)
     last = run / "checkpoints" / "last.pt"
@@ -517,7 +517,7 @@ def train_autoencoder(
         run.mkdir(parents=True, exist_ok=True)
         data.save(run / "masks.npz")
     write_json_atomic(run / "config.json", {**config.to_dict(), "data": source})
-    device = _device(config.device)
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_autoencoder(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -536,7 +536,7 @@ def train_autoencoder(
         "preprocessing": _preprocessing(config),
     }
     loop = _Loop(model, optimizer, build_loss({"name": "dice_bce"}), data, config, device)
-    bar = _Progress(
+    bar = TrainingProgress(
         enabled=progress,
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
@@ -618,7 +618,7 @@ class _Loop:
     ) -> None:
         """Train from ``state`` to ``config.epochs``, writing into ``run_dir``."""
         from gliomaseg.data import EpochSampler
-        from gliomaseg.train import _append_metrics
+        from gliomaseg.runs import append_metrics
 
         cfg = self.config
         if not len(train_idx):
@@ -650,7 +650,7 @@ class _Loop:
                 **metrics,
             }
             bar.epoch_done(state.epoch, row)
-            _append_metrics(run_dir / "metrics.csv", row)
+            append_metrics(run_dir / "metrics.csv", row)
             self.save(run_dir / "checkpoints" / "last.pt", state, meta)
             if state.best_epoch == state.epoch:
                 self.save(run_dir / "checkpoints" / "best.pt", state, meta)
@@ -698,12 +698,12 @@ def _finish(run: Path, val_idx: NDArray[np.int64]) -> None:
     import shutil
 
     from gliomaseg.io.atomic import atomic_path
-    from gliomaseg.train import _plot
+    from gliomaseg.runs import plot_curves
 
     if not len(val_idx):  # without validation the last weights are the best we have
         with atomic_path(run / "checkpoints" / "best.pt") as tmp:
             shutil.copyfile(run / "checkpoints" / "last.pt", tmp)
-    _plot(run)
+    plot_curves(run)
 
 
 def load_autoencoder(
