@@ -35,7 +35,7 @@ from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
-from gliomaseg.preprocess import crop_to_brain, kfold_patients, zscore
+from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,27 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def model_input(
+    case: Case, *, modalities: tuple[str, ...], margin: int
+) -> tuple[np.ndarray, CropInfo, np.ndarray]:
+    """The network's view of a case, the same for training (``prepare``) and ``segment``.
+
+    Each modality is z-scored over the brain (the shipped brain mask, else voxels nonzero in
+    any channel), then the volume is cropped to the brain's bounding box plus ``margin``.
+
+    Returns:
+        image (Z, C, x, y) float32 slice-major; the crop (undo with
+        :func:`~gliomaseg.preprocess.uncrop`); the (X, Y, Z) brain mask.
+
+    Raises:
+        ValueError: the case lacks one of ``modalities`` (named).
+    """
+    image = case.channels(modalities)
+    brain = case.brain_mask if case.brain_mask is not None else np.any(image != 0, axis=0)
+    cropped, _, crop = crop_to_brain(zscore(image, mask=brain), mask=brain, margin=margin)
+    return np.ascontiguousarray(np.moveaxis(cropped, -1, 0)), crop, brain
+
+
 def prepare_case(
     case: Case, *, modalities: tuple[str, ...], margin: int
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
@@ -128,13 +149,10 @@ def prepare_case(
         image (Z, C, x, y) float32 z-scored over the brain and cropped to it; label
         (Z, x, y) uint8 or None; metadata (crop box, geometry, per-slice counts).
     """
-    image = case.channels(modalities)
-    brain = case.brain_mask if case.brain_mask is not None else np.any(image != 0, axis=0)
-    image = zscore(image, mask=brain)
-    cropped, label, crop = crop_to_brain(image, case.label, mask=brain, margin=margin)
-    del image
-    image_zcxy = np.ascontiguousarray(np.moveaxis(cropped, -1, 0))
-    label_zxy = np.ascontiguousarray(np.moveaxis(label, -1, 0)) if label is not None else None
+    image_zcxy, crop, brain = model_input(case, modalities=modalities, margin=margin)
+    label_zxy = None
+    if case.label is not None:
+        label_zxy = np.ascontiguousarray(np.moveaxis(case.label[crop.slices], -1, 0))
     brain_c = brain[crop.slices]
     meta: dict[str, Any] = {
         "case_id": case.case_id,
