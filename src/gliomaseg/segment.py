@@ -31,7 +31,9 @@ from gliomaseg.io.layouts import CaseRef, discover, read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
 from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
-from gliomaseg.preprocess import crop_to_brain, uncrop, zscore
+from gliomaseg.prepare import model_input
+from gliomaseg.preprocess import uncrop
+from gliomaseg.runs import resolve_device
 from gliomaseg.targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -77,15 +79,7 @@ class Segmenter:
         from gliomaseg.models import ModelConfig, input_multiple
 
         path = resolve_model(model)
-        dev = torch.device(
-            "cuda"
-            if device == "auto" and torch.cuda.is_available()
-            else ("cpu" if device == "auto" else device)
-        )
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(
-                "--device cuda asked for but no CUDA device is available; use --device cpu"
-            )
+        dev = resolve_device(device)
         from gliomaseg.inference import fuse_batch_norm
 
         net, meta = load_model(path, device=dev)
@@ -129,10 +123,7 @@ def predict_case(
     """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid."""
     from gliomaseg.inference import predict_volume, predict_volume_3d
 
-    image = case.channels(seg.modalities)
-    brain = case.brain_mask if case.brain_mask is not None else np.any(image != 0, axis=0)
-    cropped, _, crop = crop_to_brain(zscore(image, mask=brain), mask=brain, margin=config.margin)
-    volume = np.ascontiguousarray(np.moveaxis(cropped, -1, 0))  # (Z, C, x, y)
+    volume, crop, _ = model_input(case, modalities=seg.modalities, margin=config.margin)
     if seg.spatial_dims == 3:
         probs = predict_volume_3d(
             seg.model,

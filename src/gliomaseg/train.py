@@ -16,7 +16,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -646,11 +646,3 @@ def _save(
             "torch_rng": torch.get_rng_state(),
         },
     )
-
-
-def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
-    """A copy of ``config`` with the non-None overrides applied (validated)."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    new = replace(config, **changes)
-    new.validate()
-    return new
