@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import atomic_path
 
 CHECKPOINT_FORMAT = 1
@@ -39,7 +40,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise ValueError(
-            f"{path}: not a readable checkpoint ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {one_line(err)[:200]}); "
             "it is corrupt or partial: use checkpoints/best.pt or retrain"
         ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload:

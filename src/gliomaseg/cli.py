@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg import __version__
+from gliomaseg.errors import failure_line, one_line
 
 log = logging.getLogger("gliomaseg")
 
@@ -183,15 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (InputError, ValueError, FileNotFoundError) as err:
-        print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+        print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("gliomaseg: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 def _load_config(args: argparse.Namespace) -> object | None:
@@ -221,8 +218,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             case = read_case(ref, label_scheme=args.label_scheme)
             cases.append(describe(case, ref))
         except (ValueError, FileNotFoundError) as err:
-            errors.append({"path": str(ref.path), "error": _one_line(err)})
-            print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+            errors.append({"path": str(ref.path), "error": one_line(err)})
+            print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
     if args.json:
         print(json.dumps({"cases": cases, "errors": errors}, indent=2))
     else:
@@ -298,12 +295,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     print(json.dumps(result.summary(), indent=2))
     if result.failures:
         for path, msg in result.failures:
-            print(
-                f"gliomaseg: error: {path}: {msg}"
-                if path not in msg
-                else f"gliomaseg: error: {msg}",
-                file=sys.stderr,
-            )
+            print(failure_line(path, msg), file=sys.stderr)
         print(
             f"gliomaseg: {len(result.failures)} case(s) failed; the others are in the cache",
             file=sys.stderr,
@@ -393,7 +385,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if result.skipped:
         print(f"skipped {len(result.skipped)} finished case(s) (use --overwrite to redo)")
     for path, msg in result.failures:
-        print(f"gliomaseg: error: {msg if path in msg else path + ': ' + msg}", file=sys.stderr)
+        print(failure_line(path, msg), file=sys.stderr)
     if result.failures:
         failed = ", ".join(Path(p).name for p, _ in result.failures)
         print(f"gliomaseg: {len(result.failures)} case(s) failed: {failed}", file=sys.stderr)

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gliomaseg.errors import one_line
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -121,10 +123,6 @@ class CasePair:
     case_id: str
     pred: Path
     ref: CaseRef
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 def strip_seg_suffix(name: str) -> str:
@@ -478,7 +476,7 @@ def evaluate_folders(
                 pair, mode=mode, pred_scheme=pred_scheme, views=views, empty=empty
             )
         except (ValueError, FileNotFoundError, OSError) as err:
-            errors[pair.case_id] = _one_line(err)
+            errors[pair.case_id] = one_line(err)
             logger.error("%s: %s", pair.case_id, errors[pair.case_id])
             continue
         rows.append(row)
@@ -693,7 +691,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
         )
     except (ValueError, FileNotFoundError) as err:
-        print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+        print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     _print_summary(result)
     if result.errors:

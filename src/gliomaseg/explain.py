@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gliomaseg.errors import failure_line, one_line
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ def explain_inputs(
                 job.load(), out_dir, library=library, embedder=embedder, mesh=mesh
             )
         except (ValueError, FileNotFoundError, OSError) as err:
-            result.failures.append((str(job.path), _one_line(err)))
+            result.failures.append((str(job.path), one_line(err)))
             continue
         result.explanations[job.case_id] = explanation
         if on_case is not None:
@@ -637,10 +638,10 @@ def run(args: argparse.Namespace) -> int:
             on_case=print_case,
         )
     except (ValueError, FileNotFoundError) as err:
-        print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+        print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for path, msg in result.failures:
-        print(f"gliomaseg: error: {msg if path in msg else path + ': ' + msg}", file=sys.stderr)
+        print(failure_line(path, msg), file=sys.stderr)
     if result.failures:
         total = len(result.failures) + len(result.explanations)
         print(f"gliomaseg: {len(result.failures)} of {total} case(s) failed", file=sys.stderr)
@@ -657,10 +658,6 @@ def print_case(explanation: Mapping[str, Any]) -> None:
     for note in explanation["notes"]:
         print(f"  note: {note}")
     print(f"  -> {explanation['files']['explanation_json']}")
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 __all__ = [

@@ -33,6 +33,7 @@ import numpy as np
 
 from gliomaseg import __version__
 from gliomaseg.case import Case
+from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
 from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
@@ -245,7 +246,7 @@ def prepare_dataset(
             modalities = modalities or tuple(meta["modalities"])
             entries[ref.case_id] = meta
         except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(ref.path), " ".join(str(err).split())))
+            result.failures.append((str(ref.path), one_line(err)))
     if entries:  # nothing at all is written when every case failed
         _write_index(cache, entries, config, modalities, data)
     result.n_cases = len(entries)

@@ -26,6 +26,7 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.case import Case
+from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover, read_case
 from gliomaseg.io.output import write_segmentation
@@ -285,7 +286,7 @@ def segment_inputs(
         try:
             found, bad = discover(path)
         except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(path), " ".join(str(err).split())))
+            result.failures.append((str(path), one_line(err)))
             continue
         refs += [r for r in found if r.layout != "nifti-file"]
         result.failures += [(str(p), msg) for p, msg in bad]
@@ -304,7 +305,7 @@ def segment_inputs(
             segment_case(ref, out_dir, seg, config)
             result.done.append(ref.case_id)
         except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(ref.path), " ".join(str(err).split())))
+            result.failures.append((str(ref.path), one_line(err)))
     return result
 
 

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic, write_with
 
 if TYPE_CHECKING:
@@ -332,7 +333,7 @@ def _case_planes(folder: Path, failures: list[tuple[str, str]]) -> Iterator[_Pla
         try:
             case = read_case(ref)
         except (ValueError, FileNotFoundError, OSError) as err:
-            failures.append((str(ref.path), " ".join(str(err).split())))
+            failures.append((str(ref.path), one_line(err)))
             continue
         if case.label is None:
             failures.append((str(ref.path), "no label map; pass labelled cases or segmentations"))
@@ -911,7 +912,7 @@ def run(args: argparse.Namespace) -> int:
             return _run_train(args)
         report = embed(args.run, args.masks, args.output, device=args.device)
     except (ValueError, FileNotFoundError) as err:
-        print(f"gliomaseg: error: {' '.join(str(err).split())}", file=sys.stderr)
+        print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     pc1 = report["spearman"].get("PC1", {})
     print(

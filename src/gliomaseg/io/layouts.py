@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from gliomaseg.case import MODALITIES, Case
+from gliomaseg.errors import one_line
 from gliomaseg.geometry import check_same_grid, to_canonical
 from gliomaseg.io import hdf5, nifti, tiff
 from gliomaseg.io.naming import (
@@ -185,7 +186,7 @@ def discover(
         try:
             refs += find_cases(entry, config=config)
         except (ValueError, FileNotFoundError) as err:
-            failures.append((entry, " ".join(str(err).split())))
+            failures.append((entry, one_line(err)))
     return refs, failures
 
 

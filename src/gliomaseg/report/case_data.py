@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gliomaseg.case import MODALITIES
+from gliomaseg.errors import one_line
 from gliomaseg.geometry import to_canonical
 from gliomaseg.io import nifti
 from gliomaseg.labels import LabelScheme, guess_scheme
@@ -215,7 +216,7 @@ def load_volumes(
             out.spacing = _spacing(affine)
             out.binary = scheme.binary
         except (ValueError, FileNotFoundError) as err:
-            out.notes.append(f"segmentation not shown: {_one_line(err)}")
+            out.notes.append(f"segmentation not shown: {one_line(err)}")
     else:
         out.notes.append(f"no {files.case_id}_seg.nii.gz in {files.folder}: masks not shown")
     _load_images(files, out)
@@ -274,10 +275,6 @@ def _spacing(affine: NDArray[np.float64]) -> tuple[float, float, float]:
     return float(norms[0]), float(norms[1]), float(norms[2])
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 def _load_images(files: CaseFiles, out: CaseVolumes) -> None:
     inputs = {str(k): str(v) for k, v in (files.summary.get("inputs") or {}).items()}
     per_modality = {m: inputs[m] for m in MODALITIES if m in inputs}
@@ -292,7 +289,7 @@ def _load_images(files: CaseFiles, out: CaseVolumes) -> None:
     try:
         _load_case_images(_resolve_input(source, files.folder), files.case_id, out)
     except (ValueError, FileNotFoundError, OSError) as err:
-        out.notes.append(f"input images not shown: {_one_line(err)}")
+        out.notes.append(f"input images not shown: {one_line(err)}")
 
 
 def _load_modality(name: str, path: Path, out: CaseVolumes) -> None:
@@ -303,7 +300,7 @@ def _load_modality(name: str, path: Path, out: CaseVolumes) -> None:
     try:
         data, affine = nifti.read_image(path, allow_empty=True)
     except (ValueError, FileNotFoundError) as err:
-        out.notes.append(f"{title} not shown: {_one_line(err)}")
+        out.notes.append(f"{title} not shown: {one_line(err)}")
         return
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
@@ -344,7 +341,7 @@ def _load_probs(path: Path, out: CaseVolumes) -> None:
     try:
         data, affine = nifti.read_image(path, allow_empty=True)
     except (ValueError, FileNotFoundError) as err:
-        out.notes.append(f"probability map not shown: {_one_line(err)}")
+        out.notes.append(f"probability map not shown: {one_line(err)}")
         return
     if data.ndim == 3:
         data = data[..., None]

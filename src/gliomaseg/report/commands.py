@@ -1,9 +1,9 @@
 """Command-line glue of ``report``, ``report-cohort`` and ``report-training``.
 
 Each command has ``add_*_arguments(parser)`` and ``run_*(args) -> int`` (0 ok, 2 bad input
-with one line on stderr naming the file and the fix). Only the standard library is imported
-here; the report modules (numpy, nibabel, matplotlib) load when a command runs, so
-``gliomaseg --help`` stays instant.
+with one line on stderr naming the file and the fix). Only the standard library (and the
+stdlib-only ``gliomaseg.errors``) is imported here; the report modules (numpy, nibabel,
+matplotlib) load when a command runs, so ``gliomaseg --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import logging
 import sys
 from pathlib import Path
 
+from gliomaseg.errors import one_line
+
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
-
-
 def _fail(err: BaseException) -> int:
-    print(f"gliomaseg: error: {_one_line(err)}", file=sys.stderr)
+    print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
