@@ -67,7 +67,15 @@ def load_model(
 
     payload = load_checkpoint(path)
     # The checkpoint holds every weight: never look for the encoder file it was started from.
-    model = build_model(ModelConfig.from_dict(payload["model_config"]), load_weights=False)
+    config = ModelConfig.from_dict(payload["model_config"])
+    model = build_model(config, load_weights=False)
+    if payload.get("ensemble"):
+        from gliomaseg.bundle import MeanEnsemble
+
+        members = [model] + [
+            build_model(config, load_weights=False) for _ in range(int(payload["ensemble"]) - 1)
+        ]
+        model = MeanEnsemble(members)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:

@@ -82,6 +82,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--fold", type=int, help="validation fold of the cache (-1: no validation)")
+    p.add_argument(
+        "--cv",
+        action="store_true",
+        help="train every fold into -o/fold<k> (resumable) and bundle them into -o/model.pt",
+    )
+    p.add_argument(
+        "--extra-data",
+        help="extra labelled cases (folder or cache) that only join training, e.g. automatic labels",
+    )
+    p.add_argument("--extra-fraction", type=float, help="share of each epoch from --extra-data")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--workers", type=int)
@@ -142,6 +152,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report-training", help="HTML page over a training run folder")
     report_cmds.add_training_arguments(p)
     p.set_defaults(func=report_cmds.run_training)
+
+    p = sub.add_parser("bundle", help="merge fold runs into one shippable ensemble + model card")
+    p.add_argument("runs", type=Path, nargs="+", help="run folders, one per fold")
+    p.add_argument("-o", "--output", type=Path, required=True, help="destination .pt")
+    p.add_argument("--description", required=True, help="one line for 'gliomaseg models'")
+    p.add_argument("--command", default="", help="the training command(s), for the card")
+    p.add_argument("--checkpoint", default="last.pt", help="checkpoint of each run")
+    p.set_defaults(func=_cmd_bundle)
 
     p = sub.add_parser("models", help="list the bundled models")
     p.set_defaults(func=_cmd_models)
@@ -327,10 +345,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             fold=args.fold,
+            extra_data=str(args.extra_data) if args.extra_data else None,
+            extra_fraction=args.extra_fraction,
             seed=args.seed,
             device=args.device,
             workers=args.workers,
         )
+        if args.cv:
+            from gliomaseg.bundle import train_folds
+
+            card = train_folds(
+                config,
+                args.data,
+                args.output,
+                description=config.description,
+                command="gliomaseg " + " ".join(sys.argv[1:]),
+                progress=progress,
+            )
+            print(f"done: {card['ensemble']}; model {args.output / 'model.pt'} and its card")
+            return EXIT_OK
         state = train(config, args.data, args.output, progress=progress)
     run = args.resume or args.output
     print(
@@ -390,6 +423,20 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         failed = ", ".join(Path(p).name for p, _ in result.failures)
         print(f"gliomaseg: {len(result.failures)} case(s) failed: {failed}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from gliomaseg.bundle import bundle_runs
+
+    card = bundle_runs(
+        args.runs,
+        args.output,
+        description=args.description,
+        command=args.command,
+        checkpoint=args.checkpoint,
+    )
+    print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
     return EXIT_OK
 
 

@@ -169,6 +169,37 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
         }
 
 
+def group_weights(groups: Sequence[int] | np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+    """Per-position sampling weights giving group ``g`` the share ``fractions[g]`` of draws.
+
+    Within a group every position is equally likely; an empty group's share is dropped.
+    """
+    groups_arr = np.asarray(groups, dtype=np.int64)
+    weights = np.zeros(groups_arr.size, dtype=np.float64)
+    for g, share in enumerate(fractions):
+        members = groups_arr == g
+        if members.any():
+            weights[members] = share / members.sum()
+    return weights
+
+
+class ConcatSlices(Dataset[dict[str, torch.Tensor]]):
+    """Several slice datasets addressed as one: position ``p`` of the concatenation."""
+
+    def __init__(self, parts: Sequence[SliceDataset]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        pos, seed = (key, None) if isinstance(key, int) else key
+        part = int(np.searchsorted(self.offsets, pos, side="right") - 1)
+        local = pos - int(self.offsets[part])
+        return self.parts[part][local if seed is None else (local, seed)]
+
+
 class PatchDataset(Dataset[dict[str, torch.Tensor]]):
     """3D patches ``(C, Z, H, W)`` from prepared cases, tumour-centred with some probability."""
 
@@ -246,6 +277,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
     all, then shuffled; everything comes from ``np.random.default_rng([seed, epoch])``. With
     ``world_size > 1`` rank r takes keys r, r + world, ... of the same sequence. ``skip``
     drops the first keys (of this rank) to resume mid-epoch.
+
+    ``groups`` (a group number per position) with ``group_fractions`` gives group ``g`` the
+    share ``group_fractions[g]`` of both the tumour draws and the uniform draws, e.g. a lower
+    share of each epoch to automatically labelled cases (:func:`group_weights`).
     """
 
     def __init__(
@@ -257,10 +292,25 @@ class EpochSampler(Sampler[tuple[int, int]]):
         tumour_fraction: float | None = None,
         rank: int = 0,
         world_size: int = 1,
+        groups: Sequence[int] | None = None,
+        group_fractions: Sequence[float] | None = None,
     ):
         self.has_tumour = np.asarray(has_tumour, dtype=bool)
         if self.has_tumour.size == 0:
             raise ValueError("no training slices: check the cache and the tumour-slice filter")
+        self.groups = None if groups is None else np.asarray(groups, dtype=np.int64)
+        self.group_fractions = list(group_fractions or [])
+        if self.groups is not None and (
+            self.groups.shape != self.has_tumour.shape
+            or self.groups.min() < 0
+            or self.groups.max() >= len(self.group_fractions)
+            or min(self.group_fractions) < 0
+            or sum(self.group_fractions) <= 0
+        ):
+            raise ValueError(
+                "groups need one group number per position and group_fractions one "
+                "non-negative share per group, not all zero"
+            )
         self.length, self.seed = length, seed
         self.tumour_fraction = tumour_fraction
         self.rank, self.world_size = rank, world_size
@@ -275,7 +325,19 @@ class EpochSampler(Sampler[tuple[int, int]]):
         rng = np.random.default_rng([self.seed, epoch])
         n = self.length
         tumour = np.flatnonzero(self.has_tumour)
-        if self.tumour_fraction and tumour.size:
+        if self.groups is not None:
+            n_t = round(self.tumour_fraction * n) if self.tumour_fraction and tumour.size else 0
+            w_t = group_weights(self.groups[tumour], self.group_fractions)
+            w_all = group_weights(self.groups, self.group_fractions)
+            if w_t.sum() <= 0:
+                n_t = 0
+            picks = np.concatenate(
+                [
+                    rng.choice(tumour, n_t, p=w_t / w_t.sum()) if n_t else tumour[:0],
+                    rng.choice(w_all.size, n - n_t, p=w_all / w_all.sum()),
+                ]
+            )
+        elif self.tumour_fraction and tumour.size:
             n_t = round(self.tumour_fraction * n)
             picks = np.concatenate(
                 [rng.choice(tumour, n_t), rng.integers(0, self.has_tumour.size, n - n_t)]

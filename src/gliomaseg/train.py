@@ -25,7 +25,13 @@ import torch
 
 from gliomaseg.augment import AugmentConfig
 from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from gliomaseg.data import EpochSampler, PatchDataset, PreparedCases, SliceDataset
+from gliomaseg.data import (
+    ConcatSlices,
+    EpochSampler,
+    PatchDataset,
+    PreparedCases,
+    SliceDataset,
+)
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.prepare import load_index, open_case
@@ -68,6 +74,11 @@ class TrainConfig:
         early_stopping: Stop after this many epochs without a better validation Dice.
         augment: :class:`gliomaseg.augment.AugmentConfig` as a dict.
         fold: Validation fold from the cache index (-1: train on everything, no validation).
+        extra_data: A second dataset folder or cache whose labelled cases only ever join
+            training (never validation), e.g. automatically labelled cases.
+        extra_fraction: Share of each epoch's samples drawn from ``extra_data`` (the rest from
+            the main data), whatever the two sizes: below their share of slices it weights
+            them lower.
         val_max_cases: Validate on at most this many validation cases (None: all).
         seed: Seeds the sampler, augmentation and weight initialisation.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -102,6 +113,8 @@ class TrainConfig:
     early_stopping: int | None = None
     augment: dict[str, Any] = field(default_factory=dict)
     fold: int = 0
+    extra_data: str | None = None
+    extra_fraction: float = 0.25
     val_max_cases: int | None = None
     val_batch_size: int = 16
     seed: int = 0
@@ -139,6 +152,10 @@ class TrainConfig:
             )
         AugmentConfig.from_dict(self.augment)
         TargetSpec.from_dict(self.target)
+        if not 0.0 <= self.extra_fraction < 1.0:
+            raise ValueError(f"extra_fraction {self.extra_fraction} must be in [0, 1)")
+        if self.extra_data is not None and self.spatial_dims == 3:
+            raise ValueError("extra_data is supported for 2D models only")
 
     @property
     def spatial_dims(self) -> int:
@@ -177,14 +194,14 @@ def load_config(path_or_preset: str | Path, **overrides: Any) -> TrainConfig:
 # --------------------------------------------------------------------------- run state
 
 
-def resolve_data(data: str | Path, run_dir: Path, *, progress: bool) -> Path:
-    """A prepared cache for ``data``: itself if already one, else prepared into ``run_dir/cache``."""
+def resolve_data(data: str | Path, run_dir: Path, *, progress: bool, name: str = "cache") -> Path:
+    """A prepared cache for ``data``: itself if already one, else prepared into ``run_dir/name``."""
     data = Path(data)
     if (data / "index.json").exists():
         return data
     from gliomaseg.prepare import prepare_dataset
 
-    cache = run_dir / "cache"
+    cache = run_dir / name
     result = prepare_dataset(data, cache, progress=progress)
     if result.failures:
         for path, msg in result.failures:
@@ -376,6 +393,16 @@ def train(
     cache = resolve_data(data, run_dir, progress=progress and rank == 0)
     channels, modalities = _channels(cache, config)
     train_ids, val_ids = _split(cache, config)
+    extra: tuple[Path, list[int], list[str]] | None = None
+    if config.extra_data is not None:
+        extra_cache = resolve_data(
+            config.extra_data, run_dir, progress=progress and rank == 0, name="extra_cache"
+        )
+        extra_channels, _ = _channels(extra_cache, config)
+        extra_ids = [c["case_id"] for c in load_index(extra_cache)["cases"] if c["labelled"]]
+        if not extra_ids:
+            raise ValueError(f"{config.extra_data}: no labelled cases to add to training")
+        extra = (extra_cache, extra_channels, extra_ids)
     torch.manual_seed(config.seed)
     model, model_cfg = build_from_config(config, len(modalities))
     from gliomaseg.models import ModelConfig, input_multiple
@@ -404,7 +431,7 @@ def train(
     from gliomaseg.losses import LossConfig, build_loss
 
     loss_fn = build_loss(LossConfig.from_dict(config.loss))
-    loader, sampler = _loader(cache, train_ids, config, channels, rank, world)
+    loader, sampler = _loader(cache, train_ids, config, channels, rank, world, extra=extra)
     meta = {
         "model_config": model_cfg,
         "target": config.target_spec.to_dict(),
@@ -530,9 +557,12 @@ def _loader(
     channels: list[int],
     rank: int,
     world: int,
+    *,
+    extra: tuple[Path, list[int], list[str]] | None = None,
 ) -> tuple[torch.utils.data.DataLoader[Any], EpochSampler]:
     cases = PreparedCases(cache, train_ids)
-    dataset: SliceDataset | PatchDataset
+    dataset: SliceDataset | PatchDataset | ConcatSlices
+    groups: list[int] | None = None
     if config.spatial_dims == 3:
         dataset = PatchDataset(
             cases,
@@ -556,6 +586,23 @@ def _loader(
             augment_config=AugmentConfig.from_dict(config.augment),
         )
         has_tumour = [s.tumour_pixels > 0 for s in slices]
+        if extra is not None:
+            extra_cases = PreparedCases(extra[0], extra[2])
+            extra_slices = extra_cases.slices(
+                min_tumour_pixels=config.min_tumour_pixels, tumour_only=config.tumour_only
+            )
+            extra_set = SliceDataset(
+                extra_cases,
+                extra_slices,
+                target=config.target_spec,
+                size=tuple(config.patch_size),  # type: ignore[arg-type]
+                context=config.context,
+                channels=extra[1],
+                augment_config=AugmentConfig.from_dict(config.augment),
+            )
+            dataset = ConcatSlices([dataset, extra_set])
+            has_tumour += [s.tumour_pixels > 0 for s in extra_slices]
+            groups = [0] * len(slices) + [1] * len(extra_slices)
     sampler = EpochSampler(
         has_tumour,
         length=config.steps_per_epoch * config.batch_size * world,
@@ -563,6 +610,8 @@ def _loader(
         tumour_fraction=config.tumour_fraction,
         rank=rank,
         world_size=world,
+        groups=groups,
+        group_fractions=[1.0 - config.extra_fraction, config.extra_fraction],
     )
     loader = torch.utils.data.DataLoader(
         dataset,

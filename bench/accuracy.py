@@ -1,0 +1,281 @@
+"""Cross-validation accuracy of a shipped model, rerun from the prepared data.
+
+A bundled model (``gliomaseg models``) is an ensemble whose member ``i`` was trained with
+fold ``i`` held out; its card lists each fold's validation patients. This script predicts
+every validation patient with the one member that never saw it, exactly as ``segment`` does
+(same preprocessing, whole slices, no test-time augmentation unless ``--tta``), and scores
+the whole patient volume (3D) against its manual label:
+
+* LGG (binary): per-patient Dice, IoU, precision, recall; mean, median, and the worst five;
+* BraTS (regions): per-patient Dice and HD95 (mm) for WT, TC and ET, mean and median.
+
+``--agreement DIR`` also runs the full ensemble on every case under DIR that carries
+``brats2020_algorithms/isen-20.nii.gz`` (the BraTS 2020 winner's output on TCGA cases none
+of the members trained on) and scores our mask against it. ``--update-card`` stores the
+result in the model card (``src/gliomaseg/weights/<model>.json``).
+
+Prints one JSON object with the fields the other benchmarks use (``bench/README.md``)::
+
+    .venv/bin/python bench/accuracy.py --model lgg --cache CACHE_LGG88 > lgg_cv.json
+    .venv/bin/python bench/accuracy.py --model brats --cache CACHE_BRATS \
+        --agreement ../shared/data/brats_auto_labels > brats_cv.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="bundled model name or a bundled .pt")
+    parser.add_argument("--cache", type=Path, required=True, help="prepared cache of the data")
+    parser.add_argument("--agreement", type=Path, help="folder of cases with isen-20 outputs")
+    parser.add_argument("--tta", action="store_true", help="average over in-plane flips")
+    parser.add_argument("--max-cases", type=int, default=None, help="per fold (smoke tests)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--update-card", action="store_true", help="write results to the card")
+    parser.add_argument("--note", default="", help="free text stored in the JSON")
+    return parser.parse_args(argv)
+
+
+def members(payload: dict[str, Any]) -> list[Any]:
+    """The ensemble's member networks, in fold order, float32 and in eval mode."""
+    from gliomaseg.bundle import member_state
+    from gliomaseg.inference import fuse_batch_norm
+    from gliomaseg.models import ModelConfig, build_model
+
+    config = ModelConfig.from_dict(payload["model_config"])
+    nets = []
+    for i in range(int(payload.get("ensemble", 1))):
+        net = build_model(config, load_weights=False)
+        state = member_state(payload["state_dict"], i) if payload.get("ensemble") else None
+        net.load_state_dict(state or payload["state_dict"])
+        nets.append(fuse_batch_norm(net.float().eval()))
+    return nets
+
+
+def score_fold(
+    net: Any,
+    payload: dict[str, Any],
+    cache: Path,
+    patients: set[str],
+    *,
+    tta: bool,
+    max_cases: int | None,
+) -> list[dict[str, Any]]:
+    """Per-case metrics of one member on its held-out patients."""
+    from gliomaseg.inference import predict_volume
+    from gliomaseg.metrics import BINARY_REGIONS, region_metrics
+    from gliomaseg.models import ModelConfig, input_multiple
+    from gliomaseg.prepare import load_index, open_case
+    from gliomaseg.targets import TargetSpec
+
+    index = load_index(cache)
+    target = TargetSpec.from_dict(payload["target"])
+    available = list(index["modalities"])
+    channels = [available.index(m) for m in payload["modalities"]]
+    multiple = input_multiple(ModelConfig.from_dict(payload["model_config"]))
+    binary = sum(1 for g in target.groups if 0 not in g) == 1
+    regions, labels = (BINARY_REGIONS, ()) if binary else (None, (1, 2, 3))
+    cases = [c for c in index["cases"] if c["patient"] in patients and c["labelled"]]
+    rows = []
+    for entry in cases[:max_cases]:
+        image, label, meta = open_case(cache, entry["case_id"])
+        start = time.perf_counter()
+        probs = predict_volume(
+            net,
+            image,
+            target=target,
+            multiple=multiple,
+            batch_size=32,
+            context=int(payload.get("context", 0)),
+            channels=channels,
+            tta=tta,
+        )
+        pred = target.decode(np.moveaxis(probs, 1, -1))  # (x, y, Z)
+        seconds = time.perf_counter() - start
+        ref = np.moveaxis(np.asarray(label), 0, -1)
+        spacing = _spacing(meta)
+        kwargs: dict[str, Any] = {"spacing": spacing, "labels": labels}
+        if regions is not None:
+            kwargs["regions"] = regions
+        metrics = region_metrics(pred, ref, **kwargs)
+        rows.append(
+            {
+                "case_id": entry["case_id"],
+                "patient": entry["patient"],
+                "slices": int(ref.shape[-1]),
+                "seconds": round(seconds, 2),
+                "metrics": {
+                    region: {k: _round(v) for k, v in values.items()}
+                    for region, values in metrics.items()
+                },
+            }
+        )
+        print(f"  {entry['case_id']}: {_brief(rows[-1]['metrics'])}", file=sys.stderr)
+    return rows
+
+
+def _spacing(meta: dict[str, Any]) -> tuple[float, float, float]:
+    affine = np.asarray(meta["affine"], dtype=np.float64)
+    return tuple(float(x) for x in np.linalg.norm(affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+def _round(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def _brief(metrics: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{region} Dice {values['dice']}"
+        for region, values in metrics.items()
+        if not region.startswith("label")
+    )
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per region: mean/median/std of Dice (and HD95, IoU, precision, recall) and worst five."""
+    from gliomaseg.evaluate import summary_statistics
+
+    out: dict[str, Any] = {}
+    regions = [r for r in rows[0]["metrics"] if not r.startswith("label")] if rows else []
+    for region in regions:
+        stats = {
+            name: summary_statistics(row["metrics"][region][name] for row in rows)
+            for name in ("dice", "iou", "precision", "recall", "hd95_mm")
+        }
+        worst = sorted(rows, key=lambda r: r["metrics"][region]["dice"] or 0.0)[:5]
+        stats["worst_five"] = [  # type: ignore[assignment]
+            {"patient": r["patient"], "dice": r["metrics"][region]["dice"]} for r in worst
+        ]
+        out[region] = stats
+    return out
+
+
+def agreement(model: str, root: Path, *, tta: bool) -> list[dict[str, Any]]:
+    """The full ensemble against isen-20 on every case under ``root`` that has its output."""
+    import nibabel as nib
+
+    from gliomaseg.io.layouts import read_case
+    from gliomaseg.labels import get_scheme
+    from gliomaseg.metrics import region_metrics
+    from gliomaseg.segment import SegmentConfig, Segmenter, predict_case
+
+    seg = Segmenter.load(model, device="cpu")
+    rows = []
+    for isen in sorted(root.glob("*/brats2020_algorithms/isen-20.nii.gz")):
+        case_dir = isen.parent.parent
+        case = read_case(case_dir)
+        start = time.perf_counter()
+        label, _ = predict_case(case, seg, SegmentConfig(tta=tta))
+        seconds = time.perf_counter() - start
+        ours = case.to_source(label)
+        image = nib.load(isen)
+        theirs = get_scheme("brats2020").encode(np.asarray(image.dataobj), source=str(isen))
+        metrics = region_metrics(ours, theirs, spacing=image.header.get_zooms()[:3])
+        rows.append(
+            {
+                "case_id": case.case_id,
+                "reference": "isen-20 (BraTS 2020 winner, automatic)",
+                "seconds": round(seconds, 2),
+                "metrics": {r: {k: _round(v) for k, v in m.items()} for r, m in metrics.items()},
+            }
+        )
+        print(f"  {case.case_id} vs isen-20: {_brief(rows[-1]['metrics'])}", file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from gliomaseg.bundle import read_card
+    from gliomaseg.checkpoint import load_checkpoint
+    from gliomaseg.machine import machine_info
+    from gliomaseg.segment import resolve_model
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    path = resolve_model(args.model)
+    payload = load_checkpoint(path)
+    folds = payload.get("folds")
+    if not folds:
+        print(f"{path}: no fold list; bundle the runs with 'gliomaseg bundle'", file=sys.stderr)
+        return 2
+    nets = members(payload)
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for member, fold in enumerate(folds):
+            print(f"fold {fold['fold']} (member {member})", file=sys.stderr)
+            fold_rows = score_fold(
+                nets[member],
+                payload,
+                args.cache,
+                set(fold["val_patients"]),
+                tta=args.tta,
+                max_cases=args.max_cases,
+            )
+            rows += [{**r, "fold": fold["fold"]} for r in fold_rows]
+        agree = agreement(args.model, args.agreement, tta=args.tta) if args.agreement else []
+    results = {
+        "model": str(path),
+        "n_patients": len({r["patient"] for r in rows}),
+        "cross_validation": summarise(rows),
+        "per_case": rows,
+        "agreement_with_isen20": agree,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    report = {
+        "benchmark": "accuracy",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "device": "cpu",
+        "load_average_1_5_15": {
+            "start": [round(x, 2) for x in load_before],
+            "end": [round(x, 2) for x in os.getloadavg()],
+        },
+        "note": args.note,
+        "settings": {"cache": str(args.cache), "tta": args.tta, "max_cases": args.max_cases},
+        "results": results,
+    }
+    print(json.dumps(report, indent=1))
+    if args.update_card:
+        from gliomaseg.io.atomic import write_json_atomic
+
+        card_path = path.with_suffix(".json")
+        card = read_card(card_path)
+        card["cross_validation"] = {
+            "measured": report["date"],
+            "machine": report["machine"],
+            "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+            "n_patients": results["n_patients"],
+            "per_patient_3d": results["cross_validation"],
+            "agreement_with_isen20": [
+                {
+                    "case_id": a["case_id"],
+                    **{r: a["metrics"][r]["dice"] for r in ("WT", "TC", "ET")},
+                }
+                for a in agree
+            ],
+        }
+        write_json_atomic(card_path, card)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

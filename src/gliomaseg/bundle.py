@@ -1,0 +1,217 @@
+"""Shipping trained models: fold ensembles in one checkpoint, with a model card beside it.
+
+A bundled model is ``<name>.pt`` plus ``<name>.json`` (its model card). The checkpoint is an
+ordinary gliomaseg checkpoint (:mod:`gliomaseg.checkpoint`) whose ``state_dict`` holds every
+member of a :class:`MeanEnsemble` (keys ``members.<i>.``), stored as float16 to halve the
+download, and loaded back into float32. Member ``i`` is the model trained with fold ``i`` held
+out, so the card's ``folds`` say which patients each member never saw: that is what
+``bench/accuracy.py`` needs to rerun the cross-validation of the shipped weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gliomaseg import __version__
+from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.machine import machine_info
+from gliomaseg.prepare import load_index
+
+
+class MeanEnsemble(torch.nn.Module):
+    """Members run on the same input; the output is the mean of their logits."""
+
+    def __init__(self, members: Sequence[torch.nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.members[0](x)
+        for member in self.members[1:]:
+            out = out + member(x)
+        return out / len(self.members)
+
+
+def member_state(state_dict: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """The weights of member ``index`` of an ensemble state dict, without the prefix."""
+    prefix = f"members.{index}."
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return f"gliomaseg {__version__} (git {commit})"
+
+
+def bundle_runs(
+    run_dirs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    description: str,
+    command: str = "",
+    checkpoint: str = "last.pt",
+    card: dict[str, Any] | None = None,
+    hardware: dict[str, Any] | str | None = None,
+) -> dict[str, Any]:
+    """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
+
+    Args:
+        run_dirs: One run folder per fold, any order; each must hold ``checkpoints/<checkpoint>``
+            and be trained from the same cache and config (only the fold may differ).
+        output: Destination ``.pt``; the card goes beside it with the suffix ``.json``.
+        description: One line for ``gliomaseg models``.
+        command: The commands that reproduce the training (stored in the card).
+        checkpoint: Which checkpoint of each run (``last.pt``: no selection on validation data).
+        hardware: Where it was trained (default: this machine).
+        card: Further card fields (e.g. training data notes); metrics come from
+            ``bench/accuracy.py --update-card``.
+
+    Returns:
+        The model card.
+
+    Raises:
+        ValueError: runs of different configs, models or data, or a repeated fold.
+    """
+    payloads = [load_checkpoint(Path(r) / "checkpoints" / checkpoint) for r in run_dirs]
+    payloads.sort(key=lambda p: int(p["train_config"]["fold"]))
+    first = payloads[0]
+    keys = ("model_config", "target", "modalities", "context")
+    for run, p in zip(run_dirs, payloads, strict=True):
+        for key in keys:
+            if p.get(key) != first.get(key):
+                raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
+    folds_used = [int(p["train_config"]["fold"]) for p in payloads]
+    if len(set(folds_used)) != len(folds_used):
+        raise ValueError(f"runs repeat a fold ({folds_used}); pass one run per fold")
+    state: dict[str, torch.Tensor] = {}
+    for i, p in enumerate(payloads):
+        for k, v in p["state_dict"].items():
+            state[f"members.{i}.{k}"] = v.half() if v.is_floating_point() else v
+    cache = Path(first["data"])
+    folds = []
+    index = load_index(cache) if (cache / "index.json").exists() else None
+    for p in payloads:
+        fold = int(p["train_config"]["fold"])
+        val = index["folds"][fold]["val"] if index and 0 <= fold < len(index["folds"]) else []
+        folds.append({"fold": fold, "val_patients": val})
+    train_config = dict(first["train_config"])
+    train_config.pop("fold", None)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "ensemble": len(payloads),
+        "state_dict": state,
+        "model_config": first["model_config"],
+        "target": first["target"],
+        "modalities": first["modalities"],
+        "context": first["context"],
+        "train_config": train_config,
+        "preprocessing": first.get("preprocessing", {}),
+        "folds": folds,
+    }
+    output = Path(output)
+    save_checkpoint(output, payload)
+    model_card: dict[str, Any] = {
+        "name": output.stem,
+        "description": description,
+        "architecture": first["model_config"],
+        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
+        "input_channels": list(first["modalities"]),
+        "context_slices_each_side": first["context"],
+        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
+        "preprocessing": first.get("preprocessing", {}),
+        "target": first["target"],
+        "training_config": train_config,
+        "training_command": command,
+        "folds": folds,
+        "training_seconds": [_train_seconds(Path(r)) for r in run_dirs],
+        "hardware": hardware or machine_info(),
+        "date": date.today().isoformat(),
+        "code_version": _code_version(),
+        "weights_dtype": "float16 (loaded as float32)",
+        **(card or {}),
+    }
+    write_json_atomic(output.with_suffix(".json"), model_card)
+    return model_card
+
+
+def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
+    offsets = range(-context, context + 1)
+    return [f"{m}[z{o:+d}]" if context else m for o in offsets for m in modalities]
+
+
+def _train_seconds(run_dir: Path) -> float:
+    metrics = run_dir / "metrics.csv"
+    if not metrics.exists():
+        return 0.0
+    lines = metrics.read_text().splitlines()
+    col = lines[0].split(",").index("seconds")
+    return round(sum(float(line.split(",")[col]) for line in lines[1:]), 1)
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A model card (``<name>.json``)."""
+    return dict(json.loads(Path(path).read_text()))
+
+
+def train_folds(
+    config: Any,
+    data: str | Path,
+    output: str | Path,
+    *,
+    description: str,
+    command: str = "",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one run per cross-validation fold, then bundle them (one command per model).
+
+    Runs go to ``output/fold<k>``; a finished fold is kept and an interrupted one resumed,
+    so rerunning the same command continues where it stopped. The ensemble and its card are
+    written to ``output/model.pt`` and ``output/model.json``.
+
+    Args:
+        config: :class:`gliomaseg.train.TrainConfig`; its ``fold`` is ignored.
+        data: Dataset folder or prepared cache (the folds are the cache's).
+    """
+    from dataclasses import replace
+
+    from gliomaseg.train import resolve_data, train
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    cache = resolve_data(data, output, progress=progress)
+    n_folds = len(load_index(cache).get("folds") or [])
+    if n_folds < 2:
+        raise ValueError(f"{cache}: needs at least 2 folds for cross-validation; prepare --folds 5")
+    runs = []
+    for fold in range(n_folds):
+        run = output / f"fold{fold}"
+        last = run / "checkpoints" / "last.pt"
+        state = load_checkpoint(last)["state"] if last.exists() else {}
+        if state and (state["epoch"] >= config.epochs or state["stopped_early"]):
+            runs.append(run)
+            continue
+        if last.exists():
+            train(None, None, run, resume=True, progress=progress)
+        else:
+            train(replace(config, fold=fold), cache, run, progress=progress)
+        runs.append(run)
+    return bundle_runs(runs, output / "model.pt", description=description, command=command)

@@ -1,0 +1,187 @@
+"""Shipping: weighted extra training data, fold ensembles, model cards, the accuracy bench."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TRAIN
+from gliomaseg.bundle import MeanEnsemble, bundle_runs, member_state, read_card, train_folds
+from gliomaseg.checkpoint import load_checkpoint, load_model
+from gliomaseg.cli import main
+from gliomaseg.data import ConcatSlices, EpochSampler, PreparedCases, SliceDataset, group_weights
+from gliomaseg.io.writers import write_layout
+from gliomaseg.prepare import load_index
+from gliomaseg.synthetic import make_case
+from gliomaseg.targets import TARGETS
+from gliomaseg.train import TrainConfig, train
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+QUICK = {**TINY_TRAIN, "epochs": 1, "steps_per_epoch": 2}
+
+
+def test_group_weights_give_each_group_its_share():
+    w = group_weights([0, 0, 0, 1], [0.75, 0.25])
+    np.testing.assert_allclose(w, [0.25, 0.25, 0.25, 0.25])
+    w = group_weights([0] * 9 + [1], [0.5, 0.5])
+    assert w[:9].sum() == pytest.approx(0.5) and w[9] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("tumour_fraction", [None, 0.5])
+def test_sampler_draws_groups_in_the_asked_shares(tumour_fraction):
+    # 90 main positions, 10 extra; tumour slices in both groups.
+    has_tumour = [i % 3 == 0 for i in range(100)]
+    groups = [0] * 90 + [1] * 10
+    sampler = EpochSampler(
+        has_tumour,
+        length=4000,
+        seed=3,
+        tumour_fraction=tumour_fraction,
+        groups=groups,
+        group_fractions=[0.8, 0.2],
+    )
+    picks = np.array([p for p, _ in sampler.keys(0)])
+    assert np.mean(picks >= 90) == pytest.approx(0.2, abs=0.03)
+    if tumour_fraction:
+        assert np.mean([has_tumour[p] for p in picks]) > 0.5
+    assert sampler.keys(0) == sampler.keys(0)  # deterministic
+
+
+def test_sampler_rejects_bad_groups():
+    with pytest.raises(ValueError, match="group_fractions"):
+        EpochSampler([True, False], length=4, seed=0, groups=[0, 2], group_fractions=[0.5, 0.5])
+
+
+def test_concatenated_slices_address_each_part(synthetic_cache):
+    cases = PreparedCases(synthetic_cache, ["Synth_000", "Synth_001"])
+    slices = cases.slices()
+    half = len(slices) // 2
+    parts = [
+        SliceDataset(cases, slices[:half], target=TARGETS["regions"], size=(32, 32)),
+        SliceDataset(cases, slices[half:], target=TARGETS["regions"], size=(32, 32)),
+    ]
+    both = ConcatSlices(parts)
+    assert len(both) == len(slices)
+    for pos in (0, half - 1, half, len(slices) - 1):
+        part, local = (0, pos) if pos < half else (1, pos - half)
+        np.testing.assert_array_equal(both[pos]["image"], parts[part][local]["image"])
+        np.testing.assert_array_equal(both[(pos, 7)]["label"], parts[part][(local, 7)]["label"])
+
+
+def test_extra_data_joins_training_only(synthetic_cache, tmp_path):
+    config = TrainConfig.from_dict(
+        {**QUICK, "extra_data": str(synthetic_cache), "extra_fraction": 0.4}
+    )
+    state = train(config, synthetic_cache, tmp_path / "run", progress=False)
+    assert state.epoch == 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["extra_data"] == str(synthetic_cache) and saved["extra_fraction"] == 0.4
+    with pytest.raises(ValueError, match="extra_fraction"):
+        TrainConfig.from_dict({**QUICK, "extra_fraction": 1.0})
+
+
+@pytest.fixture(scope="module")
+def cv_root(synthetic_cache, tmp_path_factory) -> Path:
+    """Five one-epoch fold runs of the tiny config, bundled into ``model.pt``."""
+    root = tmp_path_factory.mktemp("cv")
+    train_folds(
+        TrainConfig.from_dict(QUICK), synthetic_cache, root, description="tiny", progress=False
+    )
+    return root
+
+
+def test_train_folds_trains_every_fold_and_bundles_them(cv_root, synthetic_cache):
+    index = load_index(synthetic_cache)
+    card = read_card(cv_root / "model.json")
+    assert [f["fold"] for f in card["folds"]] == list(range(5))
+    assert [f["val_patients"] for f in card["folds"]] == [f["val"] for f in index["folds"]]
+    for key in ("architecture", "input_channels", "preprocessing", "target", "training_command"):
+        assert key in card
+    assert card["input_channel_order"] == ["flair", "t1", "t1ce", "t2"]
+    payload = load_checkpoint(cv_root / "model.pt")
+    assert payload["ensemble"] == 5
+    assert all(
+        v.dtype == torch.float16 for v in payload["state_dict"].values() if v.is_floating_point()
+    )
+    # Rerunning the command finds every fold finished and only re-bundles.
+    before = (cv_root / "fold0" / "metrics.csv").read_text()
+    train_folds(
+        TrainConfig.from_dict(QUICK), synthetic_cache, cv_root, description="tiny", progress=False
+    )
+    assert (cv_root / "fold0" / "metrics.csv").read_text() == before
+
+
+def test_ensemble_output_is_the_mean_of_its_members(cv_root):
+    model, _ = load_model(cv_root / "model.pt")
+    assert isinstance(model, MeanEnsemble) and len(model.members) == 5
+    payload = load_checkpoint(cv_root / "model.pt")
+    single, _ = load_model(cv_root / "fold2" / "checkpoints" / "last.pt")
+    member = model.members[2]
+    for name, value in member_state(payload["state_dict"], 2).items():
+        reference = single.state_dict()[name]
+        if reference.is_floating_point():
+            reference = reference.half().float()
+        torch.testing.assert_close(member.state_dict()[name], reference)
+        assert value.dtype in (torch.float16, torch.int64)
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([m(x) for m in model.members]).mean(0)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_bundle_refuses_runs_of_different_models(cv_root, synthetic_cache, tmp_path):
+    other = {**QUICK, "model": {"name": "unet", "features": [4, 8, 16], "norm": "batch"}}
+    train(TrainConfig.from_dict(other), synthetic_cache, tmp_path / "other", progress=False)
+    with pytest.raises(ValueError, match="model_config differs"):
+        bundle_runs([cv_root / "fold0", tmp_path / "other"], tmp_path / "x.pt", description="x")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_bundled_ensemble_segments_a_case(cv_root, tmp_path, capsys):
+    synth = make_case(
+        rng=np.random.default_rng(7),
+        case_id="BraTS2021_00042",
+        template="phantom",
+        shape=(32, 32, 20),
+        tumour_radius_mm=8.0,
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    out = tmp_path / "out"
+    assert main(["segment", str(folder), "-o", str(out), "--model", str(cv_root / "model.pt")]) == 0
+    assert (out / "BraTS2021_00042_seg.nii.gz").exists()
+    summary = json.loads((out / "BraTS2021_00042_summary.json").read_text())
+    assert "volumes_ml" in summary or "volumes" in json.dumps(summary)
+
+
+def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
+    cv_root, synthetic_cache, capsys, tmp_path
+):
+    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    model = tmp_path / "tiny.pt"
+    model.write_bytes((cv_root / "model.pt").read_bytes())
+    (tmp_path / "tiny.json").write_text((cv_root / "model.json").read_text())
+    assert (
+        module.main(["--model", str(model), "--cache", str(synthetic_cache), "--update-card"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    results = report["results"]
+    assert results["n_patients"] == 5
+    folds = {f["fold"]: set(f["val_patients"]) for f in read_card(tmp_path / "tiny.json")["folds"]}
+    for row in results["per_case"]:
+        assert row["patient"] in folds[row["fold"]]
+        assert 0.0 <= row["metrics"]["WT"]["dice"] <= 1.0
+    wt = results["cross_validation"]["WT"]["dice"]
+    dices = [row["metrics"]["WT"]["dice"] for row in results["per_case"]]
+    assert wt["mean"] == pytest.approx(np.mean(dices)) and wt["n"] == 5
+    card = read_card(tmp_path / "tiny.json")
+    assert card["cross_validation"]["n_patients"] == 5
