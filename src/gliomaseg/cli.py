@@ -179,10 +179,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("demo", help="run the main job end to end on a bundled synthetic case")
-    p.add_argument("-o", "--output", type=Path, default=Path("demo_output"))
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_demo)
+    from gliomaseg import demo
+
+    p = sub.add_parser("demo", help="segment, evaluate, explain and report a generated case")
+    demo.add_arguments(p)
+    p.set_defaults(func=demo.run)
     return parser
 
 
@@ -470,33 +471,4 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         case = make_case(rng=rng, case_id=args.case_id, template=args.template)
     out = write_layout(case, args.output, layout=args.layout)
     print(out)
-    return EXIT_OK
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from gliomaseg.explain import explain_case, print_case
-    from gliomaseg.inspect import describe
-    from gliomaseg.io.atomic import write_json_atomic
-    from gliomaseg.io.layouts import read_case
-    from gliomaseg.io.writers import write_layout
-    from gliomaseg.synthetic import make_brats_like
-
-    out: Path = args.output
-    rng = np.random.default_rng(args.seed)
-    log.info("generating a synthetic BraTS-like case on the MNI152 template ...")
-    synthetic = make_brats_like(rng=rng, case_id="demo_case")
-    case_dir = write_layout(synthetic, out / "input", layout="brats2020")
-    case = read_case(case_dir)
-    info = describe(case)
-    write_json_atomic(out / "demo_case_inspect.json", info)
-    _print_inspect_table([info])
-    # No trained weights ship yet, so the demo explains the generated ground truth.
-    log.info("explaining the generated tumour (features, retrieved sentences, 3D surface) ...")
-    explanation = explain_case(case, out / "explain")
-    print_case(explanation)
-    print(f"demo case written to {case_dir}")
-    print(f"inspection written to {out / 'demo_case_inspect.json'}")
-    print(f"explanation, features and 3D surface written to {out / 'explain'}")
     return EXIT_OK
