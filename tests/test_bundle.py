@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg.bundle import MeanEnsemble, bundle_runs, member_state, read_card, train_folds
+from gliomaseg.bundle import (
+    MeanEnsemble,
+    bundle_runs,
+    card_lines,
+    member_state,
+    read_card,
+    train_folds,
+)
 from gliomaseg.checkpoint import load_checkpoint, load_model
 from gliomaseg.cli import main
 from gliomaseg.data import ConcatSlices, EpochSampler, PreparedCases, SliceDataset, group_weights
@@ -185,3 +192,6 @@ def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     assert wt["mean"] == pytest.approx(np.mean(dices)) and wt["n"] == 5
     card = read_card(tmp_path / "tiny.json")
     assert card["cross_validation"]["n_patients"] == 5
+    listed = "\n".join(card_lines(tmp_path / "tiny.json"))
+    assert "cross-validation Dice over 5 patients: WT" in listed
+    assert f"{wt['mean']:.3f} mean" in listed

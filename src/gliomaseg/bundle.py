@@ -215,3 +215,28 @@ def train_folds(
             train(replace(config, fold=fold), cache, run, progress=progress)
         runs.append(run)
     return bundle_runs(runs, output / "model.pt", description=description, command=command)
+
+
+def card_lines(path: str | Path) -> list[str]:
+    """What ``gliomaseg models`` prints for one model card."""
+    card = read_card(path)
+    lines = [f"{card['name']}: {card.get('description', '')}"]
+    lines.append(
+        f"  input: {', '.join(card.get('input_channels', []))}"
+        f" (+{card.get('context_slices_each_side', 0)} neighbouring slice(s) each side)"
+        f"; output: {', '.join(card.get('target', {}).get('names', []))}"
+    )
+    lines.append(f"  {card.get('ensemble', 'single model')}; trained {card.get('date', '?')}")
+    cv = card.get("cross_validation")
+    if cv:
+        parts = []
+        for region, stats in cv["per_patient_3d"].items():
+            dice = stats["dice"]
+            parts.append(f"{region} {dice['mean']:.3f} mean / {dice['median']:.3f} median")
+        lines.append(
+            f"  cross-validation Dice over {cv['n_patients']} patients: {'; '.join(parts)}"
+            f" (measured {cv['measured'][:10]})"
+        )
+    else:
+        lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
+    return lines

@@ -442,14 +442,15 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from gliomaseg.bundle import card_lines
     from gliomaseg.segment import WEIGHTS_DIR
 
     cards = sorted(WEIGHTS_DIR.glob("*.json"))
     if not cards:
         print("no bundled models yet; train one with 'gliomaseg train' and pass --model PATH")
     for card in cards:
-        info = json.loads(card.read_text())
-        print(f"{card.stem:12s} {info.get('description', '')}")
+        print("\n".join(card_lines(card)))
+        print()
     return EXIT_OK
 
 
