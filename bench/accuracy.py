@@ -3,7 +3,8 @@
 A bundled model (``gliomaseg models``) is an ensemble whose member ``i`` was trained with
 fold ``i`` held out; its card lists each fold's validation patients. This script predicts
 every validation patient with the one member that never saw it, exactly as ``segment`` does
-(same preprocessing, whole slices, no test-time augmentation unless ``--tta``), and scores
+(same preprocessing, whole slices, the model's recommended postprocessing unless
+``--min-component-ml``, no test-time augmentation unless ``--tta``), and scores
 the whole patient volume (3D) against its manual label:
 
 * LGG (binary): per-patient Dice, IoU, precision, recall; mean, median, and the worst five;
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta", action="store_true", help="average over in-plane flips")
     parser.add_argument("--max-cases", type=int, default=None, help="per fold (smoke tests)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--min-component-ml",
+        type=float,
+        default=None,
+        help="postprocessing to score (default: the model's recommendation, as segment does)",
+    )
     parser.add_argument("--update-card", action="store_true", help="write results to the card")
     parser.add_argument("--note", default="", help="free text stored in the JSON")
     return parser.parse_args(argv)
@@ -73,11 +80,13 @@ def score_fold(
     *,
     tta: bool,
     max_cases: int | None,
+    post: Any,
 ) -> list[dict[str, Any]]:
     """Per-case metrics of one member on its held-out patients."""
     from gliomaseg.inference import predict_volume
     from gliomaseg.metrics import BINARY_REGIONS, region_metrics
     from gliomaseg.models import ModelConfig, input_multiple
+    from gliomaseg.postprocess import postprocess
     from gliomaseg.prepare import load_index, open_case
     from gliomaseg.targets import TargetSpec
 
@@ -110,6 +119,8 @@ def score_fold(
         kwargs: dict[str, Any] = {"spacing": spacing, "labels": labels}
         if regions is not None:
             kwargs["regions"] = regions
+        raw = region_metrics(pred, ref, **kwargs)
+        pred, _ = postprocess(pred, voxel_ml=float(np.prod(spacing)) / 1000.0, config=post)
         metrics = region_metrics(pred, ref, **kwargs)
         rows.append(
             {
@@ -117,14 +128,16 @@ def score_fold(
                 "patient": entry["patient"],
                 "slices": int(ref.shape[-1]),
                 "seconds": round(seconds, 2),
-                "metrics": {
-                    region: {k: _round(v) for k, v in values.items()}
-                    for region, values in metrics.items()
-                },
+                "metrics": _rounded(metrics),
+                "metrics_without_postprocessing": _rounded(raw),
             }
         )
         print(f"  {entry['case_id']}: {_brief(rows[-1]['metrics'])}", file=sys.stderr)
     return rows
+
+
+def _rounded(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {region: {k: _round(v) for k, v in values.items()} for region, values in metrics.items()}
 
 
 def _spacing(meta: dict[str, Any]) -> tuple[float, float, float]:
@@ -144,41 +157,43 @@ def _brief(metrics: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, Any]:
     """Per region: mean/median/std of Dice (and HD95, IoU, precision, recall) and worst five."""
     from gliomaseg.evaluate import summary_statistics
 
     out: dict[str, Any] = {}
-    regions = [r for r in rows[0]["metrics"] if not r.startswith("label")] if rows else []
+    regions = [r for r in rows[0][key] if not r.startswith("label")] if rows else []
     for region in regions:
         stats = {
-            name: summary_statistics(row["metrics"][region][name] for row in rows)
+            name: summary_statistics(row[key][region][name] for row in rows)
             for name in ("dice", "iou", "precision", "recall", "hd95_mm")
         }
-        worst = sorted(rows, key=lambda r: r["metrics"][region]["dice"] or 0.0)[:5]
+        worst = sorted(rows, key=lambda r: r[key][region]["dice"] or 0.0)[:5]
         stats["worst_five"] = [  # type: ignore[assignment]
-            {"patient": r["patient"], "dice": r["metrics"][region]["dice"]} for r in worst
+            {"patient": r["patient"], "dice": r[key][region]["dice"]} for r in worst
         ]
         out[region] = stats
     return out
 
 
-def agreement(model: str, root: Path, *, tta: bool) -> list[dict[str, Any]]:
+def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str, Any]]:
     """The full ensemble against isen-20 on every case under ``root`` that has its output."""
     import nibabel as nib
 
     from gliomaseg.io.layouts import read_case
     from gliomaseg.labels import get_scheme
     from gliomaseg.metrics import region_metrics
+    from gliomaseg.postprocess import postprocess
     from gliomaseg.segment import SegmentConfig, Segmenter, predict_case
 
     seg = Segmenter.load(model, device="cpu")
     rows = []
     for isen in sorted(root.glob("*/brats2020_algorithms/isen-20.nii.gz")):
         case_dir = isen.parent.parent
-        case = read_case(case_dir)
+        case = read_case(case_dir / "images")
         start = time.perf_counter()
         label, _ = predict_case(case, seg, SegmentConfig(tta=tta))
+        label, _ = postprocess(label, voxel_ml=case.voxel_volume_ml, config=post)
         seconds = time.perf_counter() - start
         ours = case.to_source(label)
         image = nib.load(isen)
@@ -189,7 +204,7 @@ def agreement(model: str, root: Path, *, tta: bool) -> list[dict[str, Any]]:
                 "case_id": case.case_id,
                 "reference": "isen-20 (BraTS 2020 winner, automatic)",
                 "seconds": round(seconds, 2),
-                "metrics": {r: {k: _round(v) for k, v in m.items()} for r, m in metrics.items()},
+                "metrics": _rounded(metrics),
             }
         )
         print(f"  {case.case_id} vs isen-20: {_brief(rows[-1]['metrics'])}", file=sys.stderr)
@@ -214,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: no fold list; bundle the runs with 'gliomaseg bundle'", file=sys.stderr)
         return 2
     nets = members(payload)
+    from gliomaseg.postprocess import PostprocessConfig
+
+    post = PostprocessConfig(**payload.get("postprocess", {}))
+    if args.min_component_ml is not None:
+        post = PostprocessConfig(args.min_component_ml, post.et_to_ncr_below_ml)
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
     with torch.inference_mode():
@@ -226,13 +246,20 @@ def main(argv: list[str] | None = None) -> int:
                 set(fold["val_patients"]),
                 tta=args.tta,
                 max_cases=args.max_cases,
+                post=post,
             )
             rows += [{**r, "fold": fold["fold"]} for r in fold_rows]
-        agree = agreement(args.model, args.agreement, tta=args.tta) if args.agreement else []
+        agree = (
+            agreement(args.model, args.agreement, tta=args.tta, post=post) if args.agreement else []
+        )
     results = {
         "model": str(path),
         "n_patients": len({r["patient"] for r in rows}),
+        "postprocessing": post.to_dict(),
         "cross_validation": summarise(rows),
+        "cross_validation_without_postprocessing": summarise(
+            rows, "metrics_without_postprocessing"
+        ),
         "per_case": rows,
         "agreement_with_isen20": agree,
         "seconds": round(time.perf_counter() - start, 1),
@@ -250,7 +277,12 @@ def main(argv: list[str] | None = None) -> int:
             "end": [round(x, 2) for x in os.getloadavg()],
         },
         "note": args.note,
-        "settings": {"cache": str(args.cache), "tta": args.tta, "max_cases": args.max_cases},
+        "settings": {
+            "cache": str(args.cache),
+            "tta": args.tta,
+            "max_cases": args.max_cases,
+            "min_component_ml": args.min_component_ml,
+        },
         "results": results,
     }
     print(json.dumps(report, indent=1))
@@ -264,7 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             "machine": report["machine"],
             "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
             "n_patients": results["n_patients"],
+            "postprocessing": results["postprocessing"],
             "per_patient_3d": results["cross_validation"],
+            "per_patient_3d_without_postprocessing": results[
+                "cross_validation_without_postprocessing"
+            ],
             "agreement_with_isen20": [
                 {
                     "case_id": a["case_id"],

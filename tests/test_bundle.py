@@ -195,3 +195,24 @@ def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     listed = "\n".join(card_lines(tmp_path / "tiny.json"))
     assert "cross-validation Dice over 5 patients: WT" in listed
     assert f"{wt['mean']:.3f} mean" in listed
+
+
+def test_segment_applies_the_models_postprocessing_unless_overridden(cv_root, tmp_path):
+    runs = [cv_root / f"fold{k}" for k in range(5)]
+    model = tmp_path / "pp.pt"
+    card = bundle_runs(runs, model, description="x", postprocess={"min_component_ml": 1e6})
+    assert card["postprocessing"] == {"min_component_ml": 1e6}
+    synth = make_case(
+        rng=np.random.default_rng(8),
+        case_id="BraTS2021_00043",
+        template="phantom",
+        shape=(32, 32, 20),
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    for flags, expected in (([], 1e6), (["--min-component-ml", "0"], 0.0)):
+        out = tmp_path / f"out{len(flags)}"
+        assert main(["segment", str(folder), "-o", str(out), "--model", str(model), *flags]) == 0
+        summary = json.loads((out / "BraTS2021_00043_summary.json").read_text())
+        assert summary["postprocessing"]["min_component_ml"] == expected
+        if expected:
+            assert summary["volumes_ml"]["WT"] == 0.0

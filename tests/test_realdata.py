@@ -112,3 +112,40 @@ def test_tcga_images_folder_takes_the_patient_folder_name(shared_data):
     refs = find_cases(shared_data / "brats_auto_labels" / "TCGA-FG-6692")
     ids = {r.case_id for r in refs if r.layout == "named-nifti"}
     assert ids == {"TCGA-FG-6692"}
+
+
+def _bundled(name: str) -> None:
+    from gliomaseg.segment import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / f"{name}.pt").exists():
+        pytest.skip(f"no bundled '{name}' model in {WEIGHTS_DIR}")
+
+
+def _dice_of(eval_dir, region: str) -> float:
+    import csv
+
+    with (eval_dir / "per_case.csv").open() as handle:
+        return float(next(csv.DictReader(handle))[f"{region}_dice"])
+
+
+def test_bundled_lgg_model_segments_an_lgg_patient(shared_data, tmp_path):
+    # A smoke test, not an accuracy claim: the patient may have been in training.
+    _bundled("lgg")
+    patient = sorted((shared_data / "lgg" / "kaggle_3m_sample").glob("TCGA_*"))[0]
+    out = tmp_path / "out"
+    assert main(["segment", str(patient), "-o", str(out), "--model", "lgg"]) == 0
+    assert list(out.glob(f"{patient.name}/*_pred.tif"))
+    assert (
+        main(["evaluate", "--pred", str(out), "--gt", str(patient), "-o", str(tmp_path / "e")]) == 0
+    )
+    assert _dice_of(tmp_path / "e", "tumour") > 0.5
+
+
+def test_bundled_brats_model_segments_a_brats_case(shared_data, tmp_path):
+    _bundled("brats")
+    case = shared_data / "brats" / "BraTS2021_00003"
+    out = tmp_path / "out"
+    assert main(["segment", str(case), "-o", str(out), "--model", "brats"]) == 0
+    assert main(["evaluate", "--pred", str(out), "--gt", str(case), "-o", str(tmp_path / "e")]) == 0
+    assert _dice_of(tmp_path / "e", "WT") > 0.7
+    assert _dice_of(tmp_path / "e", "TC") > 0.4

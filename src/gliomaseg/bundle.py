@@ -71,6 +71,7 @@ def bundle_runs(
     checkpoint: str = "last.pt",
     card: dict[str, Any] | None = None,
     hardware: dict[str, Any] | str | None = None,
+    postprocess: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
 
@@ -82,6 +83,8 @@ def bundle_runs(
         command: The commands that reproduce the training (stored in the card).
         checkpoint: Which checkpoint of each run (``last.pt``: no selection on validation data).
         hardware: Where it was trained (default: this machine).
+        postprocess: :class:`gliomaseg.postprocess.PostprocessConfig` fields ``segment``
+            applies by default with this model (tune them with ``bench/accuracy.py``).
         card: Further card fields (e.g. training data notes); metrics come from
             ``bench/accuracy.py --update-card``.
 
@@ -126,6 +129,7 @@ def bundle_runs(
         "train_config": train_config,
         "preprocessing": first.get("preprocessing", {}),
         "folds": folds,
+        "postprocess": dict(postprocess or {}),
     }
     output = Path(output)
     save_checkpoint(output, payload)
@@ -141,6 +145,7 @@ def bundle_runs(
         "target": first["target"],
         "training_config": train_config,
         "training_command": command,
+        "postprocessing": dict(postprocess or {}),
         "folds": folds,
         "training_seconds": [_train_seconds(Path(r)) for r in run_dirs],
         "hardware": hardware or machine_info(),

@@ -113,9 +113,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--labels", default="input", help="output label scheme: input, brats2020, brats2023, msd..."
     )
-    p.add_argument("--min-component-ml", type=float, default=0.0, help="drop smaller components")
     p.add_argument(
-        "--et-to-ncr-below-ml", type=float, default=0.0, help="relabel ET as NCR below this volume"
+        "--min-component-ml",
+        type=float,
+        default=None,
+        help="drop smaller components (default: the model card's recommendation)",
+    )
+    p.add_argument(
+        "--et-to-ncr-below-ml",
+        type=float,
+        default=None,
+        help="relabel ET as NCR below this volume (default: the model card's recommendation)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     p.add_argument("--overwrite", action="store_true", help="redo cases that have outputs")
@@ -159,6 +167,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", required=True, help="one line for 'gliomaseg models'")
     p.add_argument("--command", default="", help="the training command(s), for the card")
     p.add_argument("--checkpoint", default="last.pt", help="checkpoint of each run")
+    p.add_argument("--min-component-ml", type=float, default=0.0, help="recommended postprocessing")
+    p.add_argument(
+        "--et-to-ncr-below-ml", type=float, default=0.0, help="recommended postprocessing"
+    )
+    p.add_argument("--note", action="append", default=[], help="a line for the card's notes")
     p.set_defaults(func=_cmd_bundle)
 
     p = sub.add_parser("models", help="list the bundled models")
@@ -404,7 +417,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         labels=args.labels,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
-        postprocess=PostprocessConfig(args.min_component_ml, args.et_to_ncr_below_ml),
+        postprocess=None
+        if args.min_component_ml is None and args.et_to_ncr_below_ml is None
+        else PostprocessConfig(args.min_component_ml or 0.0, args.et_to_ncr_below_ml or 0.0),
     )
     result = segment_inputs(
         args.inputs,
@@ -436,6 +451,11 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
         description=args.description,
         command=args.command,
         checkpoint=args.checkpoint,
+        postprocess={
+            "min_component_ml": args.min_component_ml,
+            "et_to_ncr_below_ml": args.et_to_ncr_below_ml,
+        },
+        card={"notes": args.note} if args.note else None,
     )
     print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
     return EXIT_OK

@@ -55,7 +55,9 @@ class SegmentConfig:
     margin: int = 2
     amp: bool = False
     overwrite: bool = False
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    #: None: the model's own recommendation (tuned in cross-validation, stored when bundled),
+    #: else no postprocessing.
+    postprocess: PostprocessConfig | None = None
 
 
 @dataclass
@@ -99,6 +101,13 @@ class Segmenter:
             source=str(path),
             meta=meta,
         )
+
+
+def postprocess_config(seg: Segmenter, config: SegmentConfig) -> PostprocessConfig:
+    """The user's postprocessing if given, else the model's recommendation, else none."""
+    if config.postprocess is not None:
+        return config.postprocess
+    return PostprocessConfig(**seg.meta.get("postprocess", {}))
 
 
 def resolve_model(model: str | Path) -> Path:
@@ -219,7 +228,9 @@ def segment_case(
     start = time.perf_counter()
     case = read_case(ref, with_label=False)
     label, probs = predict_case(case, seg, config)
-    label, record = postprocess(label, voxel_ml=case.voxel_volume_ml, config=config.postprocess)
+    label, record = postprocess(
+        label, voxel_ml=case.voxel_volume_ml, config=postprocess_config(seg, config)
+    )
     summary = summarise(case, label, probs, seg, config, record)
     scheme = case.scheme if config.labels == "input" and case.scheme is not None else None
     if config.labels != "input":
