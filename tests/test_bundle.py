@@ -177,9 +177,11 @@ def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     model = tmp_path / "tiny.pt"
     model.write_bytes((cv_root / "model.pt").read_bytes())
     (tmp_path / "tiny.json").write_text((cv_root / "model.json").read_text())
-    assert (
-        module.main(["--model", str(model), "--cache", str(synthetic_cache), "--update-card"]) == 0
-    )
+    # The same thread count as this process: main() sets it process-wide, and other tests
+    # compare weights bit for bit with subprocesses that inherit the environment's.
+    threads = str(torch.get_num_threads())
+    argv = ["--model", str(model), "--cache", str(synthetic_cache), "--update-card"]
+    assert module.main([*argv, "--threads", threads]) == 0
     report = json.loads(capsys.readouterr().out)
     results = report["results"]
     assert results["n_patients"] == 5
