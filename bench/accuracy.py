@@ -83,6 +83,7 @@ def score_fold(
     post: Any,
 ) -> list[dict[str, Any]]:
     """Per-case metrics of one member on its held-out patients."""
+    from gliomaseg.case import voxel_spacing
     from gliomaseg.inference import predict_volume
     from gliomaseg.metrics import BINARY_REGIONS, region_metrics
     from gliomaseg.models import ModelConfig, input_multiple
@@ -115,7 +116,7 @@ def score_fold(
         pred = target.decode(np.moveaxis(probs, 1, -1))  # (x, y, Z)
         seconds = time.perf_counter() - start
         ref = np.moveaxis(np.asarray(label), 0, -1)
-        spacing = _spacing(meta)
+        spacing = voxel_spacing(np.asarray(meta["affine"], dtype=np.float64))
         kwargs: dict[str, Any] = {"spacing": spacing, "labels": labels}
         if regions is not None:
             kwargs["regions"] = regions
@@ -138,11 +139,6 @@ def score_fold(
 
 def _rounded(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
     return {region: {k: _round(v) for k, v in values.items()} for region, values in metrics.items()}
-
-
-def _spacing(meta: dict[str, Any]) -> tuple[float, float, float]:
-    affine = np.asarray(meta["affine"], dtype=np.float64)
-    return tuple(float(x) for x in np.linalg.norm(affine[:3, :3], axis=0))  # type: ignore[return-value]
 
 
 def _round(value: float) -> float | None:

@@ -124,6 +124,17 @@ def test_train_folds_trains_every_fold_and_bundles_them(cv_root, synthetic_cache
     assert (cv_root / "fold0" / "metrics.csv").read_text() == before
 
 
+def test_bundle_orders_members_by_fold_whatever_the_run_order(cv_root, tmp_path):
+    runs = [cv_root / f"fold{k}" for k in range(5)]
+    in_order = bundle_runs(runs, tmp_path / "a.pt", description="x")
+    reversed_ = bundle_runs(runs[::-1], tmp_path / "b.pt", description="x")
+    assert reversed_["folds"] == in_order["folds"]
+    assert reversed_["training_seconds"] == in_order["training_seconds"]
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value)
+
+
 def test_ensemble_output_is_the_mean_of_its_members(cv_root):
     model, _ = load_model(cv_root / "model.pt")
     assert isinstance(model, MeanEnsemble) and len(model.members) == 5

@@ -94,11 +94,13 @@ def bundle_runs(
     Raises:
         ValueError: runs of different configs, models or data, or a repeated fold.
     """
-    payloads = [load_checkpoint(Path(r) / "checkpoints" / checkpoint) for r in run_dirs]
-    payloads.sort(key=lambda p: int(p["train_config"]["fold"]))
+    loaded = [(Path(r), load_checkpoint(Path(r) / "checkpoints" / checkpoint)) for r in run_dirs]
+    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
+    runs = [run for run, _ in loaded]
+    payloads = [payload for _, payload in loaded]
     first = payloads[0]
     keys = ("model_config", "target", "modalities", "context")
-    for run, p in zip(run_dirs, payloads, strict=True):
+    for run, p in loaded:
         for key in keys:
             if p.get(key) != first.get(key):
                 raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
@@ -147,7 +149,7 @@ def bundle_runs(
         "training_command": command,
         "postprocessing": dict(postprocess or {}),
         "folds": folds,
-        "training_seconds": [_train_seconds(Path(r)) for r in run_dirs],
+        "training_seconds": [_train_seconds(run) for run in runs],
         "hardware": hardware or machine_info(),
         "date": date.today().isoformat(),
         "code_version": _code_version(),

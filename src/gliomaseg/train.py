@@ -573,36 +573,13 @@ def _loader(
         )
         has_tumour = [True] * len(train_ids)
     else:
-        slices = cases.slices(
-            min_tumour_pixels=config.min_tumour_pixels, tumour_only=config.tumour_only
-        )
-        dataset = SliceDataset(
-            cases,
-            slices,
-            target=config.target_spec,
-            size=tuple(config.patch_size),  # type: ignore[arg-type]
-            context=config.context,
-            channels=channels,
-            augment_config=AugmentConfig.from_dict(config.augment),
-        )
-        has_tumour = [s.tumour_pixels > 0 for s in slices]
+        dataset = _slice_dataset(cases, config, channels)
+        has_tumour = [s.tumour_pixels > 0 for s in dataset.slices]
         if extra is not None:
-            extra_cases = PreparedCases(extra[0], extra[2])
-            extra_slices = extra_cases.slices(
-                min_tumour_pixels=config.min_tumour_pixels, tumour_only=config.tumour_only
-            )
-            extra_set = SliceDataset(
-                extra_cases,
-                extra_slices,
-                target=config.target_spec,
-                size=tuple(config.patch_size),  # type: ignore[arg-type]
-                context=config.context,
-                channels=extra[1],
-                augment_config=AugmentConfig.from_dict(config.augment),
-            )
+            extra_set = _slice_dataset(PreparedCases(extra[0], extra[2]), config, extra[1])
+            groups = [0] * len(dataset) + [1] * len(extra_set)
+            has_tumour += [s.tumour_pixels > 0 for s in extra_set.slices]
             dataset = ConcatSlices([dataset, extra_set])
-            has_tumour += [s.tumour_pixels > 0 for s in extra_slices]
-            groups = [0] * len(slices) + [1] * len(extra_slices)
     sampler = EpochSampler(
         has_tumour,
         length=config.steps_per_epoch * config.batch_size * world,
@@ -623,6 +600,22 @@ def _loader(
         pin_memory=torch.cuda.is_available(),
     )
     return loader, sampler
+
+
+def _slice_dataset(cases: PreparedCases, config: TrainConfig, channels: list[int]) -> SliceDataset:
+    """The 2D training samples of ``cases`` that ``config`` asks for."""
+    slices = cases.slices(
+        min_tumour_pixels=config.min_tumour_pixels, tumour_only=config.tumour_only
+    )
+    return SliceDataset(
+        cases,
+        slices,
+        target=config.target_spec,
+        size=tuple(config.patch_size),  # type: ignore[arg-type]
+        context=config.context,
+        channels=channels,
+        augment_config=AugmentConfig.from_dict(config.augment),
+    )
 
 
 def _step(
