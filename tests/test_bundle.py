@@ -91,6 +91,10 @@ def test_extra_data_joins_training_only(synthetic_cache, tmp_path):
     assert saved["extra_data"] == str(synthetic_cache) and saved["extra_fraction"] == 0.4
     with pytest.raises(ValueError, match="extra_fraction"):
         TrainConfig.from_dict({**QUICK, "extra_fraction": 1.0})
+    missing = TrainConfig.from_dict({**QUICK, "extra_data": str(tmp_path / "nope")})
+    with pytest.raises(FileNotFoundError, match="nope: no such file or folder"):
+        train(missing, synthetic_cache, tmp_path / "run2", progress=False)
+    assert not (tmp_path / "run2").exists()
 
 
 @pytest.fixture(scope="module")

@@ -389,6 +389,9 @@ def train(
         _init_distributed(device)
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    for source in (data, config.extra_data):  # before anything is written
+        if source is not None and not Path(source).exists():
+            raise FileNotFoundError(f"{source}: no such file or folder; check the path")
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = resolve_data(data, run_dir, progress=progress and rank == 0)
     channels, modalities = _channels(cache, config)
