@@ -91,4 +91,8 @@ def test_same_subject_under_two_namings_is_one_patient(tmp_path):
         == "BraTS20_Training_007"
     )
     assert stratum_of("TCGA_CS_4941_19960909") == "CS"
-    assert stratum_of("BraTS2021_00000") == ""
+    assert stratum_of("BraTS2021_00000") == "2021"
+    assert stratum_of("Brats18_TCIA02_135_1") == "TCIA"
+    assert stratum_of("BraTS19_CBICA_ABM_1") == "CBICA"
+    assert stratum_of("Brats18_2013_11_1") == "2013"
+    assert stratum_of("BraTS20_Training_001") == ""

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
 _GLI = re.compile(r"^BraTS-GLI-(\d{5})-\d{3}$")
 _H5_PATIENT = re.compile(r"^volume_(\d+)$")
+_BRATS_SOURCE = re.compile(r"^Bra[Tt][Ss]\d\d_(CBICA|TCIA|2013)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,20 @@ def patient_of(ref: CaseRef) -> str:
 
 
 def stratum_of(patient: str) -> str:
-    """Stratum for splits: the LGG institution code (``TCGA_CS_...`` -> ``CS``), else ``""``."""
+    """Stratum for splits: the acquiring source, so every fold mixes institutions.
+
+    LGG: the TCGA institution code (``TCGA_CS_...`` -> ``CS``). BraTS: the contributing
+    collection read from the id (``CBICA``, ``TCIA``, ``2013`` for BraTS 2017-2020 names such
+    as ``Brats18_TCIA02_135_1``; ``2021`` for ``BraTS2021_*``). Anything else: ``""``.
+    """
     parts = patient.split("_")
-    return parts[1] if parts[0] == "TCGA" and len(parts) > 2 else ""
+    if parts[0] == "TCGA" and len(parts) > 2:
+        return parts[1]
+    if m := _BRATS_SOURCE.search(patient):
+        return m.group(1).upper()
+    if patient.startswith("BraTS2021_"):
+        return "2021"
+    return ""
 
 
 def peak_rss_mb() -> float:

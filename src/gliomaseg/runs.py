@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from gliomaseg.io.atomic import write_text_atomic
+from gliomaseg.machine import native_bf16
 
 
 @dataclass
@@ -41,6 +42,14 @@ def resolve_device(name: str) -> torch.device:
             "--device cuda asked for but no CUDA device is available; use --device cpu"
         )
     return torch.device(name)
+
+
+def use_bf16(device: torch.device, requested: bool) -> bool:
+    """Whether to run bf16 autocast: when asked, on CUDA and on CPUs with native bf16.
+
+    On other CPUs bf16 is emulated and slower than float32, so the request is ignored there.
+    """
+    return requested and (device.type == "cuda" or (device.type == "cpu" and native_bf16()))
 
 
 def dist_info() -> tuple[int, int]:

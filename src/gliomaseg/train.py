@@ -42,6 +42,7 @@ from gliomaseg.runs import (
     dist_info,
     plot_curves,
     resolve_device,
+    use_bf16,
 )
 from gliomaseg.targets import TargetSpec
 
@@ -83,7 +84,8 @@ class TrainConfig:
         seed: Seeds the sampler, augmentation and weight initialisation.
         device: ``auto``, ``cpu`` or ``cuda``.
         workers: Data-loader worker processes.
-        amp: bf16 autocast (CUDA only).
+        amp: bf16 autocast on CUDA and on CPUs with native bf16 (see
+            :func:`gliomaseg.runs.use_bf16`; ignored elsewhere).
         channels_last: channels-last memory format (CUDA only).
         save_every_steps: Also checkpoint every N steps inside an epoch (0: epoch ends only).
     """
@@ -311,7 +313,7 @@ def validate(
                 roi_size=tuple(config.patch_size),
                 channels=channels,
                 device=device,
-                amp=config.amp and device.type == "cuda",
+                amp=use_bf16(device, config.amp),
             )
         else:
             probs = predict_volume(
@@ -323,7 +325,7 @@ def validate(
                 context=config.context,
                 channels=channels,
                 device=device,
-                amp=config.amp and device.type == "cuda",
+                amp=use_bf16(device, config.amp),
             )
         pred = target.decode(probs)
         ref = np.asarray(label)
@@ -389,6 +391,11 @@ def train(
         _init_distributed(device)
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    log.info(
+        "training on %s with %s",
+        device,
+        "bf16 autocast" if use_bf16(device, config.amp) else "float32",
+    )
     for source in (data, config.extra_data):  # before anything is written
         if source is not None and not Path(source).exists():
             raise FileNotFoundError(f"{source}: no such file or folder; check the path")
@@ -637,7 +644,7 @@ def _step(
     if config.target_spec.kind == "softmax":
         y = y[:, None]  # (N, 1, ...) class indices, as MONAI's losses expect
     optimizer.zero_grad(set_to_none=True)
-    with autocast(device, config.amp and device.type == "cuda"):
+    with autocast(device, use_bf16(device, config.amp)):
         logits = net(x)
     loss = loss_fn(logits.float(), y)
     if not torch.isfinite(loss):
