@@ -16,15 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg import __version__
-from gliomaseg.errors import failure_line, one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, failure_line, one_line
 
 log = logging.getLogger("gliomaseg")
-
-EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class InputError(Exception):
-    """Raised by commands for bad user input; printed as one line, exit code 2."""
 
 
 def _add_layout_flags(p: argparse.ArgumentParser) -> None:

@@ -21,9 +21,9 @@ import csv
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

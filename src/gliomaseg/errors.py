@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+#: Exit codes of every command: success, an internal failure, bad input (one line printed).
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """The user's input or environment is unusable; printed as one line, exit code 2.
+
+    A ``ValueError`` so that code catching ``ValueError`` for bad input keeps working.
+    The message names the file, what is wrong and the fix.
+    """
+
 
 def one_line(err: BaseException | str) -> str:
     """An error message folded onto one line (whitespace runs become single spaces)."""

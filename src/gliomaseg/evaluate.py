@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gliomaseg.errors import one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -80,7 +80,6 @@ _SLICE_COLUMNS: tuple[str, ...] = (
 #: Ground-truth layouts whose label is not a single NIfTI file: read through ``read_case``.
 _CASE_READ_LAYOUTS = frozenset({"lgg-tiff", "kaggle-h5"})
 _PROGRESS_MIN_CASES = 4
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 @dataclass

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import failure_line, one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, failure_line, one_line
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 #: Files ``gliomaseg segment`` writes beside segmentations that are not cases themselves.
 _SEGMENT_EXTRAS: tuple[str, ...] = ("_probs.nii.gz", "_probs.nii")
 #: Keys of a slice summary kept in ``<id>_explanation.json`` (features are in the CSV).

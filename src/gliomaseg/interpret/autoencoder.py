@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic, write_with
 
 if TYPE_CHECKING:
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 FIELD_OF_VIEW_MM = 240.0
 #: Checkpoint ``kind`` of an autoencoder run.
 KIND = "mask-autoencoder"
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,9 @@ import logging
 import sys
 from pathlib import Path
 
-from gliomaseg.errors import one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def _fail(err: BaseException) -> int:
