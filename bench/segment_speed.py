@@ -172,6 +172,7 @@ def _repeat(run: Callable[[], float], repeats: int) -> tuple[list[float], list[f
 def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Time ``segment_case`` (find the files -> seg + summary written)."""
     from gliomaseg.io.layouts import find_cases
+    from gliomaseg.io.outdir import OutputFolder
     from gliomaseg.segment import SegmentConfig, Segmenter, segment_case
 
     start = time.perf_counter()
@@ -181,8 +182,7 @@ def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     config = SegmentConfig(
         device=device, amp=args.amp, tta=args.tta, batch_size=args.batch_size, overwrite=True
     )
-    out = args.out / f"gliomaseg_{device}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = OutputFolder(args.out / f"gliomaseg_{device}", overwrite=True)
 
     def one() -> float:
         (ref,) = find_cases(args.case)

@@ -23,7 +23,6 @@ import os
 import re
 import resource
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,9 +32,10 @@ import numpy as np
 
 from gliomaseg import __version__
 from gliomaseg.case import Case
-from gliomaseg.errors import one_line
-from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.errors import failure_message
+from gliomaseg.io.atomic import remove_orphans, temporary_dir, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
+from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
 
 log = logging.getLogger(__name__)
@@ -192,18 +192,25 @@ def prepare_case(
 
 
 def _write_case_dir(
-    cache: Path, case_id: str, image: np.ndarray, label: np.ndarray | None, meta: dict[str, Any]
+    out: OutputFolder,
+    case_id: str,
+    image: np.ndarray,
+    label: np.ndarray | None,
+    meta: dict[str, Any],
 ) -> None:
-    """Write one case folder under a temporary name, then rename it into place."""
-    cases = cache / "cases"
-    cases.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.", dir=cases))
+    """Write one case folder under a temporary name, then rename it into place.
+
+    Only a case folder gliomaseg wrote earlier (in the cache's manifest) is ever replaced.
+    """
+    final = out.root / "cases" / case_id
+    out.check_owned(final)
+    out.record(final)
+    tmp = temporary_dir(final.parent)
     try:
         np.save(tmp / "image.npy", image)
         if label is not None:
             np.save(tmp / "label.npy", label)
         (tmp / "case.json").write_text(json.dumps(meta, indent=1))
-        final = cases / case_id
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -236,6 +243,10 @@ def prepare_dataset(
     refs = [r for r in found if r.layout != "nifti-file"]
     if not refs and not bad:
         raise ValueError(f"{data}: no image cases to prepare (only loose NIfTI files found)")
+    check_location(cache, [r.path for r in refs])
+    out = OutputFolder(cache, overwrite=overwrite)
+    out.check_owned(cache / "index.json")
+    remove_orphans(cache / "cases")
     _check_existing_settings(cache, config, overwrite)
     result = PrepareResult(cache=cache, failures=[(str(p), msg) for p, msg in bad])
     modalities = config.modalities
@@ -243,7 +254,7 @@ def prepare_dataset(
     for ref in _iterate(refs, progress):
         case_dir = cache / "cases" / ref.case_id
         try:
-            if (case_dir / "case.json").exists() and not overwrite:
+            if (case_dir / "case.json").exists() and out.owns(case_dir) and not overwrite:
                 meta = json.loads((case_dir / "case.json").read_text())
                 result.skipped.append(ref.case_id)
             else:
@@ -252,14 +263,16 @@ def prepare_dataset(
                 image, label, meta = prepare_case(case, modalities=modalities, margin=config.margin)
                 del case
                 meta.update(patient=patient_of(ref), stratum=stratum_of(patient_of(ref)))
-                _write_case_dir(cache, ref.case_id, image.astype(config.dtype), label, meta)
+                _write_case_dir(out, ref.case_id, image.astype(config.dtype), label, meta)
                 del image, label
                 result.prepared.append(ref.case_id)
             modalities = modalities or tuple(meta["modalities"])
             entries[ref.case_id] = meta
-        except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(ref.path), one_line(err)))
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            log.debug("%s failed", ref.path, exc_info=True)
+            result.failures.append((str(ref.path), failure_message(err)))
     if entries:  # nothing at all is written when every case failed
+        out.record(cache / "index.json")
         _write_index(cache, entries, config, modalities, data)
     result.n_cases = len(entries)
     result.n_slices = sum(len(m["brain_pixels"]) for m in entries.values())

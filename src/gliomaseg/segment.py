@@ -26,9 +26,10 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.case import Case
-from gliomaseg.errors import one_line
+from gliomaseg.errors import failure_message
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover, read_case
+from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
 from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
@@ -216,16 +217,30 @@ def summarise(
     }
 
 
-def outputs_for(ref: CaseRef, out_dir: Path) -> list[Path]:
-    """The files a finished case has (used to skip it unless ``--overwrite``)."""
-    return [out_dir / f"{ref.case_id}_seg.nii.gz", out_dir / f"{ref.case_id}_summary.json"]
+def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None) -> list[Path]:
+    """The files (and, for LGG, the slice folder) a finished case has in ``out_dir``.
+
+    The summary comes last: it is written last, so it marks a finished case.
+    """
+    paths = []
+    if ref.layout == "lgg-tiff":
+        paths.append(out_dir / ref.case_id)
+    if config is not None and config.save_probabilities:
+        paths.append(out_dir / f"{ref.case_id}_probs.nii.gz")
+    return [*paths, out_dir / f"{ref.case_id}_seg.nii.gz", out_dir / f"{ref.case_id}_summary.json"]
 
 
 def segment_case(
-    ref: CaseRef, out_dir: Path, seg: Segmenter, config: SegmentConfig
+    ref: CaseRef, out: OutputFolder, seg: Segmenter, config: SegmentConfig
 ) -> dict[str, Any]:
-    """Segment one case and write its outputs; returns the summary."""
+    """Segment one case and write its outputs; returns the summary.
+
+    Every output is checked (never replaces a file gliomaseg did not write), entered in the
+    folder's manifest, then written atomically; the summary is written last.
+    """
     start = time.perf_counter()
+    paths = outputs_for(ref, out.root, config)
+    out.check_writable(*paths)
     case = read_case(ref, with_label=False)
     label, probs = predict_case(case, seg, config)
     label, record = postprocess(
@@ -239,14 +254,15 @@ def segment_case(
         scheme = get_scheme(
             "lgg" if seg.target.channels == 1 and case.layout == "lgg-tiff" else "brats2020"
         )
+    out.record(*paths)
     if ref.layout == "lgg-tiff":
-        _write_lgg_slices(case, label, out_dir / ref.case_id)
+        _write_lgg_slices(case, label, out.root / ref.case_id)
     if config.save_probabilities:
-        _write_probabilities(case, probs, out_dir / f"{ref.case_id}_probs.nii.gz")
-    write_segmentation(case, label, out_dir / f"{ref.case_id}_seg.nii.gz", scheme=scheme)
+        _write_probabilities(case, probs, out.root / f"{ref.case_id}_probs.nii.gz")
+    write_segmentation(case, label, out.root / f"{ref.case_id}_seg.nii.gz", scheme=scheme)
     summary["label_scheme"] = scheme.name
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    write_json_atomic(out_dir / f"{ref.case_id}_summary.json", summary)
+    write_json_atomic(out.root / f"{ref.case_id}_summary.json", summary)
     return summary
 
 
@@ -296,27 +312,33 @@ def segment_inputs(
     for path in inputs:
         try:
             found, bad = discover(path)
-        except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(path), one_line(err)))
+        except Exception as err:  # one unreadable input never hides the others
+            log.debug("%s failed", path, exc_info=True)
+            result.failures.append((str(path), failure_message(err)))
             continue
         refs += [r for r in found if r.layout != "nifti-file"]
         result.failures += [(str(p), msg) for p, msg in bad]
     i, n = part
     refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
-    todo = [
-        r for r in refs if config.overwrite or not all(p.exists() for p in outputs_for(r, out_dir))
-    ]
-    result.skipped = [r.case_id for r in refs if r not in todo]
+    check_location(out_dir, [r.path for r in refs] + list(inputs))
+    out = OutputFolder(out_dir, overwrite=config.overwrite)
+    todo = []
+    for ref in refs:
+        paths = outputs_for(ref, out_dir, config)
+        if not config.overwrite and all(p.exists() and out.owns(p) for p in paths):
+            result.skipped.append(ref.case_id)
+        else:
+            todo.append(ref)
     if not todo:
         return result
     seg = Segmenter.load(model, device=config.device)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for ref in _track(todo, progress):
         try:
-            segment_case(ref, out_dir, seg, config)
+            segment_case(ref, out, seg, config)
             result.done.append(ref.case_id)
-        except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(ref.path), one_line(err)))
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            log.debug("%s failed", ref.path, exc_info=True)
+            result.failures.append((str(ref.path), failure_message(err)))
     return result
 
 
