@@ -50,6 +50,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--model",
+        choices=("unet", "residual_unet"),
+        default="unet",
+        help="unet: classic U-Net (two 3x3 convolutions per level, max-pool); residual_unet: "
+        "MONAI's strided U-Net (--res-units 0 is the plain strided net)",
+    )
+    parser.add_argument("--res-units", type=int, default=1, help="residual_unet only")
+    parser.add_argument("--norm", choices=("batch", "instance"), default="batch")
+    parser.add_argument(
+        "--in-channels", type=int, default=4, help="4: 2D; 12: 2.5D (one neighbour each side)"
+    )
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="channels-last memory format on the CPU too (train.py uses it on CUDA)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="compare the variants in SWEEP (networks, widths, sizes, 2.5D, bf16, "
+        "channels-last, compile, batch size), each in a fresh process, at --steps/--warmup",
+    )
     parser.add_argument("--features", type=_features, default=[16, 32, 64, 128])
     parser.add_argument("--size", type=int, default=240, help="square slice size in pixels")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -66,7 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="bf16 autocast on CUDA (train.py never autocasts on CPU)",
+        help="bf16 autocast on CUDA and on CPUs with native bf16 (as train.py)",
     )
     parser.add_argument("--cache", type=Path, default=None, help="train from a prepared cache")
     parser.add_argument("--workers", type=int, default=0, help="loader workers (--cache only)")
@@ -95,8 +120,11 @@ def _config(args: argparse.Namespace, device: str) -> Any:
 
     # Only the model width, slice size and batch differ from TrainConfig's defaults;
     # fold -1 trains on every labelled case of a --cache (no validation split needed).
+    model: dict[str, Any] = {"name": args.model, "features": list(args.features), "norm": args.norm}
+    if args.model == "residual_unet":
+        model["num_res_units"] = args.res_units
     return TrainConfig(
-        model={"name": "unet", "features": list(args.features)},
+        model=model,
         patch_size=(args.size, args.size),
         batch_size=args.batch_size,
         steps_per_epoch=args.warmup + args.steps,
@@ -136,7 +164,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     total = args.warmup + args.steps
     batches: Any
     if args.cache is None:
-        n_channels = 4  # FLAIR, T1, T1ce, T2
+        n_channels = args.in_channels  # 4: FLAIR, T1, T1ce, T2; 12: and both neighbours
         batch = _random_batch(config, n_channels, args.seed)
         batches = [{k: v.to(device) for k, v in batch.items()}] * total
     else:
@@ -147,18 +175,28 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         batches, n_channels = loader, len(modalities)
     model, _ = build_from_config(config, n_channels)
     model.to(device).train()
-    if device.type == "cuda" and config.channels_last:
+    channels_last = bool(args.channels_last or (device.type == "cuda" and config.channels_last))
+    if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if args.cache is None:
+            batches = [
+                {**b, "image": b["image"].contiguous(memory_format=torch.channels_last)}
+                for b in batches
+            ]
+    net: Any = torch.compile(model) if args.compile else model  # compiles in the warmup
     loss_fn = build_loss(LossConfig.from_dict(config.loss))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     load_before = os.getloadavg()
     step_s, data_s, cpu_s, losses = [], [], [], []
     fetch, cpu = time.perf_counter(), time.process_time()
+    warmup_start = fetch
     for i, batch in enumerate(batches):
         start = time.perf_counter()
         # _step is the exact step train() runs; float(loss) in it waits for the GPU.
-        losses.append(_step(model, loss_fn, optimizer, batch, device=device, config=config))
+        losses.append(_step(net, loss_fn, optimizer, batch, device=device, config=config))
         end = time.perf_counter()
+        if i + 1 == args.warmup:
+            warmup_s = end - warmup_start
         if i >= args.warmup:
             step_s.append(end - fetch)
             data_s.append(start - fetch)
@@ -167,12 +205,19 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         if i + 1 >= total:
             break
     seconds = sum(step_s)
+    warmup_s = warmup_s if args.warmup else 0.0
+    from gliomaseg.runs import use_bf16
+
     result: dict[str, Any] = {
         "device": device_name,
         "mode": "random" if args.cache is None else "cache",
         "threads": args.threads,
-        "amp_bf16": bool(config.amp and device.type == "cuda"),
-        "channels_last": bool(config.channels_last and device.type == "cuda"),
+        "model": config.model,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "amp_bf16": use_bf16(device, config.amp),
+        "channels_last": channels_last,
+        "compiled": bool(args.compile),
         "in_channels": n_channels,
         "parameters": count_parameters(model),
         "slices_per_s": round(args.batch_size * len(step_s) / seconds, 3),
@@ -180,6 +225,9 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         # CPU time of this process (all its threads; not loader workers): less sensitive
         # than wall time to other jobs on the machine.
         "cpu_seconds_per_step": round(statistics.median(cpu_s), 4),
+        # Samples per CPU-second: the figure to compare when other jobs share the machine.
+        "slices_per_cpu_s": round(args.batch_size / statistics.median(cpu_s), 3),
+        "warmup_seconds": round(warmup_s, 2),  # includes torch.compile's compilation
         "first_loss": round(losses[0], 5),
         "last_loss": round(losses[-1], 5),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -204,6 +252,56 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- parent
+
+#: ``--sweep`` variants: name -> flags added to the command line. The first is the network of
+#: the old shipped presets' family at the old default size; the others change one thing at a
+#: time from ``residual-160`` (the shipped presets' network and crop), then the slice sizes.
+SWEEP: dict[str, list[str]] = {
+    "classic-unet-16..128-192": ["--model", "unet", "--features", "16,32,64,128", "--size", "192"],
+    "strided-unet-16..256-192": [
+        *("--model", "residual_unet", "--res-units", "0", "--features", "16,32,64,128,256"),
+        *("--size", "192"),
+    ],
+    "residual-160": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+    ],
+    "residual-160-instance-norm": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        *("--norm", "instance"),
+    ],
+    "residual-160-2.5d": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        *("--in-channels", "12"),
+    ],
+    "residual-160-fp32": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        "--no-amp",
+    ],
+    "residual-160-channels-last": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        "--channels-last",
+    ],
+    "residual-160-compile": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        "--compile",
+    ],
+    "residual-160-batch32": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "160"),
+        *("--batch-size", "32"),
+    ],
+    "residual-160-wide-32..512": [
+        *("--model", "residual_unet", "--features", "32,64,128,256,512", "--size", "160"),
+    ],
+    "residual-128 (LGG at half resolution)": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "128"),
+    ],
+    "residual-256 (LGG full slice)": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "256"),
+    ],
+    "residual-96 (BraTS at 2 mm)": [
+        *("--model", "residual_unet", "--features", "16,32,64,128,256", "--size", "96"),
+    ],
+}
 
 
 def machine() -> dict[str, Any]:
@@ -251,7 +349,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("train_throughput: --device cuda but no CUDA device; use --device cpu")
     devices = {"auto": ["cpu"] + (["cuda"] if cuda else []), "cpu": ["cpu"], "cuda": ["cuda"]}
     load_start = os.getloadavg()
-    if args.in_process:
+    if args.sweep:
+        base = [a for a in argv if a != "--sweep"]
+        results = []
+        for name, flags in SWEEP.items():
+            print(f"train_throughput: {name}", file=sys.stderr, flush=True)
+            results.append({"variant": name, **run_worker([*base, *flags], "cpu")})
+    elif args.in_process:
         results = [measure(args, d) for d in devices[args.device]]
     else:
         results = [run_worker(argv, d) for d in devices[args.device]]
@@ -272,7 +376,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         "note": args.note,
         "settings": {
-            "model": {"name": "unet", "features": args.features, "norm": "batch"},
+            "model": "per result"
+            if args.sweep
+            else {"name": args.model, "features": args.features},
             "target": "regions (WT, TC, ET), sigmoid",
             "loss": "dice_bce",
             "optimizer": "adam",

@@ -78,7 +78,7 @@ def test_case_folder_writes_every_file(raw: Path, tmp_path: Path, capsys) -> Non
     out = tmp_path / "out"
     assert _run([str(raw / "Synth_000"), "-o", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
-    assert names == {
+    assert names == {".gliomaseg-manifest.json"} | {
         f"Synth_000_{n}"
         for n in (
             "features.json",
@@ -112,7 +112,7 @@ def test_case_folder_writes_every_file(raw: Path, tmp_path: Path, capsys) -> Non
     assert (out / "Synth_000_mesh.stl").stat().st_size == 84 + 50 * data["mesh"]["n_faces"]
     printed = capsys.readouterr().out
     assert all(s["text"] in printed for s in summary["sentences"])
-    assert not list(out.glob(".*"))  # no temporary files left behind
+    assert not list(out.glob(".gstmp-*"))  # no temporary files left behind
 
 
 def test_segmentation_finds_its_images_through_the_segment_summary(

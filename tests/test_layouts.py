@@ -143,7 +143,7 @@ def test_write_segmentation_lands_on_the_input_grid(tmp_path, phantom, scheme):
     raw = np.asarray(img.dataobj)
     for internal, value in expected.items():
         np.testing.assert_array_equal(raw == value, phantom.label == internal)
-    assert not list((tmp_path / "out").glob(".*"))  # no temporary left behind
+    assert not list((tmp_path / "out").glob(".gstmp-*"))  # no temporary left behind
 
 
 def test_2d_slice_cases_are_written_back_2d(tmp_path, shared_data):

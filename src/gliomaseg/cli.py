@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg import __version__
-from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, InputError, failure_line, one_line
+from gliomaseg.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    InputError,
+    failure_line,
+    failure_message,
+)
 
 log = logging.getLogger("gliomaseg")
 
@@ -43,6 +49,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gliomaseg {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="log everything and show the full traceback of any error (for bug reports)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="describe a case, a folder of cases or a file")
@@ -199,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
         format="%(message)s",
         stream=sys.stderr,
     )
@@ -209,12 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (InputError, ValueError, FileNotFoundError) as err:
-        print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("gliomaseg: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # every error reaches the user as one line, exit 2
+        if args.debug:
+            raise
+        print(f"gliomaseg: error: {failure_message(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def _load_config(args: argparse.Namespace) -> object | None:
@@ -243,9 +256,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         try:
             case = read_case(ref, label_scheme=args.label_scheme)
             cases.append(describe(case, ref))
-        except (ValueError, FileNotFoundError) as err:
-            errors.append({"path": str(ref.path), "error": one_line(err)})
-            print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            log.debug("%s failed", ref.path, exc_info=True)
+            errors.append({"path": str(ref.path), "error": failure_message(err)})
+            print(f"gliomaseg: error: {failure_message(err)}", file=sys.stderr)
     if args.json:
         print(json.dumps({"cases": cases, "errors": errors}, indent=2))
     else:

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, failure_message, one_line
+from gliomaseg.io.outdir import OutputFolder, check_location
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -439,6 +440,7 @@ def evaluate_folders(
             case ids; the message names the folder and the fix.
     """
     _check_options(scheme=scheme, views=views, empty=empty, pred_scheme=pred_scheme)
+    check_location(out_dir, data_paths=[pred_dir, gt_dir])
     pairing = pair_cases(pred_dir, gt_dir)
     pairs = pairing.pairs
     missing_pred, missing_ref = pairing.missing_predictions, pairing.missing_references
@@ -474,8 +476,9 @@ def evaluate_folders(
             row, slices = _evaluate_pair(
                 pair, mode=mode, pred_scheme=pred_scheme, views=views, empty=empty
             )
-        except (ValueError, FileNotFoundError, OSError) as err:
-            errors[pair.case_id] = one_line(err)
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            logger.debug("%s failed", pair.case_id, exc_info=True)
+            errors[pair.case_id] = failure_message(err)
             logger.error("%s: %s", pair.case_id, errors[pair.case_id])
             continue
         rows.append(row)
@@ -587,6 +590,10 @@ def _write_outputs(
 
     columns = _columns(mode)
     regions = _keys(mode)
+    # Written afresh on every run, but never over a file gliomaseg did not write.
+    OutputFolder(out_dir, overwrite=True).claim(
+        *(out_dir / name for name in ("per_case.csv", "per_slice.csv", "summary.json"))
+    )
     per_case = per_slice = None
     if "case" in views:
         per_case = out_dir / "per_case.csv"

@@ -46,8 +46,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, failure_line, one_line
+from gliomaseg.errors import EXIT_BAD_INPUT, EXIT_OK, failure_line, failure_message, one_line
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
+from gliomaseg.io.outdir import OutputFolder, check_location
 
 if TYPE_CHECKING:
     from gliomaseg.case import Case
@@ -259,6 +260,20 @@ def explain_case(
     out = Path(out_dir)
     desc = describe_case(case, library=library, embedder=embedder)
     cid = case.case_id
+    # Written afresh on every run, but never over a file gliomaseg did not write.
+    OutputFolder(out, overwrite=True).claim(
+        *(
+            out / f"{cid}_{suffix}"
+            for suffix in (
+                "features.json",
+                "features.csv",
+                "slice_features.csv",
+                "mesh.stl",
+                "mesh.png",
+                "explanation.json",
+            )
+        )
+    )
     json_path, csv_path = write_features(desc.features, out, stem=f"{cid}_features")
     files = {"features_json": json_path, "features_csv": csv_path}
     files["slice_features_csv"] = out / f"{cid}_slice_features.csv"
@@ -379,6 +394,7 @@ def explain_inputs(
 
     if label_scheme:
         get_scheme(label_scheme)
+    check_location(out_dir, data_paths=[path, *([image] if image else [])])
     jobs, failures = _jobs(Path(path), image=image, label_scheme=label_scheme)
     result = ExplainResult(failures=failures)
     for job in jobs:
@@ -386,8 +402,9 @@ def explain_inputs(
             explanation = explain_case(
                 job.load(), out_dir, library=library, embedder=embedder, mesh=mesh
             )
-        except (ValueError, FileNotFoundError, OSError) as err:
-            result.failures.append((str(job.path), one_line(err)))
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            log.debug("%s failed", job.path, exc_info=True)
+            result.failures.append((str(job.path), failure_message(err)))
             continue
         result.explanations[job.case_id] = explanation
         if on_case is not None:

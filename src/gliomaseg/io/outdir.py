@@ -28,7 +28,6 @@ from gliomaseg.errors import InputError, failure_message
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
 
 MANIFEST_NAME = ".gliomaseg-manifest.json"
-_LOCK_NAME = ".gliomaseg-manifest.lock"
 
 
 def _resolved(path: Path) -> Path:
@@ -40,14 +39,20 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def check_location(
-    output: str | Path, case_paths: Iterable[str | Path], *, flag: str = "-o"
+    output: str | Path,
+    case_paths: Iterable[str | Path] = (),
+    *,
+    data_paths: Iterable[str | Path] = (),
+    flag: str = "-o",
 ) -> None:
     """Refuse an output location that would mix outputs into input data.
 
     Args:
         output: The output folder (need not exist yet).
-        case_paths: Each input case's folder, or its file for single-file layouts, and any
-            other input file the command reads.
+        case_paths: Each input case's folder, or its file for single-file layouts: the
+            output may not equal, hold or lie inside one.
+        data_paths: Other inputs (a predictions folder, a dataset): the output may not equal
+            or hold one, but may lie inside (``evaluate --pred OUT -o OUT/eval``).
         flag: How the user passed ``output`` (for the message).
 
     Raises:
@@ -57,6 +62,13 @@ def check_location(
     out = _resolved(Path(output))
     if out.exists() and not out.is_dir():
         raise InputError(f"{output}: {flag} names an existing file; give a folder")
+    for raw in data_paths:
+        data = _resolved(Path(raw))
+        if _is_within(data, out):
+            raise InputError(
+                f"{output}: {flag} is or holds the input {raw}; "
+                "choose an output folder outside the inputs"
+            )
     for raw in case_paths:
         case = _resolved(Path(raw))
         if case.is_dir() and _is_within(out, case):
@@ -166,11 +178,22 @@ class OutputFolder:
             files = self.written() | {self._rel(p) for p in paths}
             write_json_atomic(self.manifest_path, {"format": 1, "files": sorted(files)})
 
+    def claim(self, *paths: str | Path) -> list[Path]:
+        """:meth:`check_owned` then :meth:`record`: call before writing ``paths``.
+
+        Returns:
+            The full paths, in order.
+        """
+        self.check_owned(*paths)
+        self.record(*paths)
+        return [self.root / self._rel(p) for p in paths]
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with open(self.root / _LOCK_NAME, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        # The folder itself is the lock (flock on its descriptor): no lock file to leave.
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
