@@ -35,7 +35,7 @@ from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import write_json_atomic
-from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
+from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
 from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ def prepare_dataset(
     start = time.perf_counter()
     cache = Path(cache)
     # Loose single files (label maps beside a case, templates) are not training cases.
-    found, bad = discover(data, config=layout_config)
+    found, bad = discover_all([data], config=layout_config, cases_only=True)
     refs = [r for r in found if r.layout != "nifti-file"]
     if not refs and not bad:
         raise ValueError(f"{data}: no image cases to prepare (only loose NIfTI files found)")

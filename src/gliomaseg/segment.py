@@ -28,7 +28,7 @@ from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.errors import one_line
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, discover, read_case
+from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
 from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
@@ -291,16 +291,8 @@ def segment_inputs(
     progress: bool = True,
 ) -> BatchResult:
     """Segment every case under ``inputs``; one bad case is recorded and the rest go on."""
-    refs: list[CaseRef] = []
-    result = BatchResult()
-    for path in inputs:
-        try:
-            found, bad = discover(path)
-        except (ValueError, FileNotFoundError) as err:
-            result.failures.append((str(path), one_line(err)))
-            continue
-        refs += [r for r in found if r.layout != "nifti-file"]
-        result.failures += [(str(p), msg) for p, msg in bad]
+    refs, bad = discover_all(inputs, cases_only=True)  # case ids unique across inputs
+    result = BatchResult(failures=[(str(p), msg) for p, msg in bad])
     i, n = part
     refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
     todo = [
