@@ -34,7 +34,7 @@ from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.errors import failure_message
 from gliomaseg.io.atomic import remove_orphans, temporary_dir, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover, read_case
+from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
 
@@ -239,11 +239,11 @@ def prepare_dataset(
     start = time.perf_counter()
     cache = Path(cache)
     # Loose single files (label maps beside a case, templates) are not training cases.
-    found, bad = discover(data, config=layout_config)
+    found, bad = discover_all([data], config=layout_config, cases_only=True)
     refs = [r for r in found if r.layout != "nifti-file"]
     if not refs and not bad:
         raise ValueError(f"{data}: no image cases to prepare (only loose NIfTI files found)")
-    check_location(cache, [r.path for r in refs])
+    check_location(cache, [r.path for r in refs], data_paths=[data])
     out = OutputFolder(cache, overwrite=overwrite)
     out.check_owned(cache / "index.json")
     remove_orphans(cache / "cases")

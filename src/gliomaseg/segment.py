@@ -28,7 +28,7 @@ from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.errors import failure_message
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, discover, read_case
+from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
@@ -307,20 +307,11 @@ def segment_inputs(
     progress: bool = True,
 ) -> BatchResult:
     """Segment every case under ``inputs``; one bad case is recorded and the rest go on."""
-    refs: list[CaseRef] = []
-    result = BatchResult()
-    for path in inputs:
-        try:
-            found, bad = discover(path)
-        except Exception as err:  # one unreadable input never hides the others
-            log.debug("%s failed", path, exc_info=True)
-            result.failures.append((str(path), failure_message(err)))
-            continue
-        refs += [r for r in found if r.layout != "nifti-file"]
-        result.failures += [(str(p), msg) for p, msg in bad]
+    refs, bad = discover_all(inputs, cases_only=True)  # case ids unique across inputs
+    result = BatchResult(failures=[(str(p), msg) for p, msg in bad])
     i, n = part
     refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
-    check_location(out_dir, [r.path for r in refs] + list(inputs))
+    check_location(out_dir, [r.path for r in refs], data_paths=inputs)
     out = OutputFolder(out_dir, overwrite=config.overwrite)
     todo = []
     for ref in refs:

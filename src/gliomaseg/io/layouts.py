@@ -13,7 +13,7 @@ Supported layouts (``layout`` names):
 ``upenn-gbm``          ``<id>_{FLAIR,T1,T1GD,T2}.nii.gz`` + ``<id>_automated_approx_segm``
 ``brats2013``          ``Flair_subtrMeanDivStd``, ``T1c_...``, ``OTMultiClass``, brainmask
 ``brats2013-slices``   2D NIfTI slices ``<id>_{FLAIR,T1,T1C,T2,MASK,atropos_truth}_sliceN``
-``named-nifti``        any per-modality NIfTI files whose names carry a modality word
+``named-nifti``        any per-modality NIfTI files whose names end in a modality word
 ``msd``                Decathlon Task01: one 4D ``imagesTr/<id>.nii.gz`` + ``labelsTr/<id>``
 ``nnunet``             ``imagesTr/<id>_0000..0003.nii.gz`` + ``labelsTr`` + ``dataset.json``
 ``config``             any names, mapped by ``gliomaseg-layout.json`` (see :class:`LayoutConfig`)
@@ -26,27 +26,31 @@ Supported layouts (``layout`` names):
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
 from gliomaseg.case import MODALITIES, Case
-from gliomaseg.errors import one_line
+from gliomaseg.errors import InputError, one_line
 from gliomaseg.geometry import check_same_grid, to_canonical
 from gliomaseg.io import hdf5, nifti, tiff
 from gliomaseg.io.naming import (
     FOUR_MODALITY_LAYOUTS,
     MODALITY_ALIASES,
     FileRole,
-    case_id_before,
     classify,
+    common_id,
     expected_name,
     naming_convention,
     stem,
 )
 from gliomaseg.labels import LGG, LabelScheme, get_scheme, guess_scheme
+
+log = logging.getLogger(__name__)
 
 LAYOUT_CONFIG_NAME = "gliomaseg-layout.json"
 #: MSD Task01 channel order (also the default nnU-Net channel map).
@@ -59,43 +63,82 @@ _NNUNET = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 class LayoutConfig:
     """Maps arbitrary file names to roles, for folders no built-in convention covers.
 
-    Stored as JSON (``gliomaseg-layout.json`` in the case folder or its parent, or given with
+    Stored as JSON (``gliomaseg-layout.json`` in the case folder, or given with
     ``--layout-config``)::
 
         {"modalities": {"flair": "images/*_fla_bet.nii.gz", "t1": "images/*_t1_bet.nii.gz"},
          "label": "fusion/mav.nii.gz", "label_scheme": "brats2020", "brain_mask": null}
 
-    Patterns are globs relative to the case folder and must match exactly one file.
+    Patterns are globs relative to the case folder and must match exactly one file inside
+    it: an absolute pattern or one with a ``..`` part is refused when the config is loaded,
+    and a match that resolves (following symlinks) outside the case folder is refused when
+    the case is discovered.
+
+    Attributes:
+        source: The JSON file the config came from (named in error messages), if any.
     """
 
     modalities: dict[str, str]
     label: str | None = None
     label_scheme: str | None = None
     brain_mask: str | None = None
+    source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        where = self.source or "layout config"
+        for role, pattern in self.patterns().items():
+            _check_pattern(where, role, pattern)
+
+    def patterns(self) -> dict[str, str]:
+        """Role (modality, ``label``, ``brain_mask``) -> glob, for the roles given."""
+        extra = {"label": self.label, "brain_mask": self.brain_mask}
+        return {**self.modalities, **{k: v for k, v in extra.items() if v is not None}}
 
     @classmethod
     def load(cls, path: Path) -> LayoutConfig:
-        """Read and validate a layout config file."""
+        """Read and validate a layout config file.
+
+        Raises:
+            InputError: unreadable JSON, missing or unknown keys, an unknown label scheme, or
+                a pattern that is not a glob inside the case folder.
+        """
         try:
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: cannot read layout config ({err}); fix the JSON") from None
+            raise InputError(f"{path}: cannot read layout config ({err}); fix the JSON") from None
         if (
             not isinstance(raw, dict)
             or not isinstance(raw.get("modalities"), dict)
             or not raw["modalities"]
         ):
-            raise ValueError(f"{path}: layout config needs a non-empty 'modalities' mapping")
+            raise InputError(f"{path}: layout config needs a non-empty 'modalities' mapping")
         unknown = set(raw) - {"modalities", "label", "label_scheme", "brain_mask"}
         if unknown:
-            raise ValueError(f"{path}: unknown layout config key(s) {sorted(unknown)}")
+            raise InputError(f"{path}: unknown layout config key(s) {sorted(unknown)}")
         if raw.get("label_scheme"):
-            get_scheme(raw["label_scheme"])
+            try:
+                get_scheme(raw["label_scheme"])
+            except ValueError as err:
+                raise InputError(f"{path}: {one_line(err)}") from None
         return cls(
-            modalities={str(k): str(v) for k, v in raw["modalities"].items()},
+            modalities={str(k): v for k, v in raw["modalities"].items()},
             label=raw.get("label"),
             label_scheme=raw.get("label_scheme"),
             brain_mask=raw.get("brain_mask"),
+            source=path,
+        )
+
+
+def _check_pattern(where: Path | str, role: str, pattern: object) -> None:
+    """Refuse a config pattern that is not a relative glob staying inside the case folder."""
+    fix = 'use a glob relative to the case folder, e.g. "images/*_flair.nii.gz"'
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise InputError(f"{where}: pattern for {role} is {pattern!r}, not a file glob; {fix}")
+    parts = PureWindowsPath(pattern).parts  # splits on both / and \\
+    if PurePosixPath(pattern).is_absolute() or PureWindowsPath(pattern).anchor or ".." in parts:
+        raise InputError(
+            f"{where}: pattern '{pattern}' for {role} points outside the case folder (absolute "
+            f"or '..'); {fix}, and copy or move the file into the case folder"
         )
 
 
@@ -134,84 +177,204 @@ def find_cases(
 ) -> list[CaseRef]:
     """Every case under ``path``: a case folder, a file, or a folder of cases (recursively).
 
+    Like :func:`discover`, but any case that cannot be discovered is an error.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: no case found (the message says what was expected), or a folder that is a
-            case but has unknown/duplicate files (the message names them).
+        InputError: no case found (the message says what was expected), a folder that is a
+            case but has unknown/duplicate files, or two cases with one id (the message
+            names them).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder; check the path")
-    refs = _find(path, config=config, depth=max_depth)
-    if not refs:
-        raise ValueError(
-            f"{path}: no cases found; expected a case folder (e.g. <id>_flair.nii.gz, "
-            "<id>-t2f.nii.gz, <id>_0000.nii.gz), a folder of case folders, an LGG patient "
-            "folder of .tif slices, or .h5 slices"
-        )
+    refs, bad = discover(path, config=config, max_depth=max_depth)
+    if bad:
+        where, message = bad[0]
+        raise InputError(message if str(where) in message else f"{where}: {message}")
     return refs
 
 
 def discover(
-    path: str | Path, *, config: LayoutConfig | None = None
+    path: str | Path, *, config: LayoutConfig | None = None, max_depth: int = 3
 ) -> tuple[list[CaseRef], list[tuple[Path, str]]]:
-    """Like :func:`find_cases`, but one bad case in a folder of cases does not hide the others.
+    """Cases under one path; one bad case does not hide the others.
 
-    When discovery of a folder of cases fails (an unknown file in one case folder, a case
-    missing a modality, one corrupt loose label map), each entry is discovered on its own and
-    the failing ones are returned as (path, one-line reason). A single case folder or file
-    still raises.
+    Same as :func:`discover_all` with one input: a path that is itself a bad case (or holds
+    nothing) raises; bad cases further down are returned as (path, one-line reason).
+    """
+    return discover_all([path], config=config, max_depth=max_depth)
+
+
+def discover_all(
+    paths: Sequence[str | Path],
+    *,
+    config: LayoutConfig | None = None,
+    cases_only: bool = False,
+    max_depth: int = 3,
+) -> tuple[list[CaseRef], list[tuple[Path, str]]]:
+    """The cases under all inputs of one command, with case ids unique across all of them.
+
+    Each path is a case folder, a file, or a folder searched up to ``max_depth`` levels down.
+    A folder that is a case is not searched further; any other folder (loose label maps,
+    gliomaseg outputs, ``.h5`` slices, nothing) is, so loose files never hide cases.
+
+    Case ids name outputs and cache entries, so two different cases with one id (compared
+    case-insensitively) are a collision: the first found keeps the id, the second becomes a
+    bad entry naming both folders. The same case reached twice (one folder passed twice, or
+    a folder and its parent) is kept once. Loose single NIfTI files (layout ``nifti-file``)
+    are listed by file stem and are not checked.
+
+    Args:
+        paths: The command's inputs, in order (the order decides which colliding case wins).
+        config: Layout config for folders no built-in convention covers.
+        cases_only: Leave out loose single NIfTI files (``segment``, ``prepare``): an input
+            holding nothing else is a bad entry saying what gliomaseg expects; loose files
+            beside cases are logged (INFO) as skipped.
+        max_depth: How many folder levels below each input are searched.
+
+    Returns:
+        (cases in input order, then path order; bad entries as (path, one-line reason)).
 
     Raises:
-        FileNotFoundError / ValueError: ``path`` missing, a bad single case, or no case at all.
+        FileNotFoundError / InputError: with a single input, when it is missing, is itself a
+            bad case, or holds no case. With several inputs these become bad entries.
     """
-    path = Path(path)
-    try:
-        return find_cases(path, config=config), []
-    except ValueError:
-        entries = (
-            sorted(p for p in path.iterdir() if not p.name.startswith(".")) if path.is_dir() else []
-        )
-        # A single case folder (modality files, nnU-Net channels) fails as a whole; a folder
-        # of case folders or of loose label maps goes on entry by entry.
-        single_case = any(
-            nifti.is_nifti(p) and (classify(p).kind == "image" or _NNUNET.match(stem(p)))
-            for p in entries
-        )
-        if single_case or not entries:
-            raise
     refs: list[CaseRef] = []
-    failures: list[tuple[Path, str]] = []
-    for entry in entries:
+    bad: list[tuple[Path, str]] = []
+    seen: dict[str, CaseRef] = {}
+    for path in map(Path, paths):
         try:
-            refs += find_cases(entry, config=config)
+            found, failed = _discover_one(path, config=config, max_depth=max_depth)
+            if cases_only:
+                found = _drop_loose(path, found, failed)
         except (ValueError, FileNotFoundError) as err:
-            failures.append((entry, one_line(err)))
-    return refs, failures
+            if len(paths) == 1:
+                raise
+            bad.append((path, one_line(err)))
+            continue
+        kept, collisions = _unique_ids(found, seen)
+        refs += kept
+        bad += failed + collisions
+    return refs, bad
 
 
-def _find(path: Path, *, config: LayoutConfig | None, depth: int) -> list[CaseRef]:
-    if path.is_file():
-        return [_file_ref(path)]
-    local_config = path / LAYOUT_CONFIG_NAME
-    if config is None and local_config.exists():
-        return [_config_ref(path, LayoutConfig.load(local_config))]
-    if config is not None and _config_matches(path, config):
-        return [_config_ref(path, config)]
-    if (path / "imagesTr").is_dir() or (path / "imagesTs").is_dir():
-        return _dataset_refs(path)
-    if tiff.is_lgg_folder(path):
-        return [CaseRef(path.name, "lgg-tiff", path, scheme="lgg", patient=path.name)]
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    h5s = [p for p in files if p.suffix.lower() in (".h5", ".hdf5")]
-    niftis = [p for p in files if nifti.is_nifti(p)]
-    refs: list[CaseRef] = [_file_ref(p) for p in h5s]
-    if niftis:
-        refs += _nifti_folder_refs(path, niftis)
-    if not refs and depth > 0:
-        for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            refs += _find(sub, config=config, depth=depth - 1)
+def _discover_one(
+    path: Path, *, config: LayoutConfig | None, max_depth: int
+) -> tuple[list[CaseRef], list[tuple[Path, str]]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder; check the path")
+    bad: list[tuple[Path, str]] = []
+    refs = [_file_ref(path)] if path.is_file() else _walk(path, config, max_depth, bad)
+    if not refs and not bad:
+        raise InputError(
+            f"{path}: no cases found; expected a case folder (e.g. <id>_flair.nii.gz, "
+            "<id>-t2f.nii.gz, <id>_0000.nii.gz), a folder of case folders, an LGG patient "
+            f"folder of .tif slices, .h5 slices, or a folder described by {LAYOUT_CONFIG_NAME}"
+        )
+    return refs, bad
+
+
+def _walk(
+    folder: Path, config: LayoutConfig | None, depth: int, bad: list[tuple[Path, str]]
+) -> list[CaseRef]:
+    """Cases in ``folder`` and below; a broken case below ``folder`` is appended to ``bad``.
+
+    Raises:
+        InputError: ``folder`` itself is a case folder that cannot be used.
+    """
+    case = _folder_case(folder, config)
+    if case is not None:
+        return case
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    refs: list[CaseRef] = []
+    for p in entries:
+        if p.is_file() and (nifti.is_nifti(p) or p.suffix.lower() in (".h5", ".hdf5")):
+            try:  # loose files: .h5 slices, label maps, gliomaseg outputs, templates
+                refs.append(_file_ref(p))
+            except ValueError as err:
+                bad.append((p, one_line(err)))
+    for sub in (p for p in entries if p.is_dir()) if depth > 0 else ():
+        try:
+            refs += _walk(sub, config, depth - 1, bad)
+        except ValueError as err:
+            bad.append((sub, one_line(err)))
     return refs
+
+
+def _folder_case(folder: Path, config: LayoutConfig | None) -> list[CaseRef] | None:
+    """The case(s) ``folder`` itself forms, or None when it is not a case folder."""
+    local_config = folder / LAYOUT_CONFIG_NAME
+    if config is None and local_config.exists():
+        return [_config_ref(folder, LayoutConfig.load(local_config))]
+    if config is not None and _config_matches(folder, config):
+        return [_config_ref(folder, config)]
+    if (folder / "imagesTr").is_dir() or (folder / "imagesTs").is_dir():
+        return _dataset_refs(folder)
+    if tiff.is_lgg_folder(folder):
+        return [CaseRef(folder.name, "lgg-tiff", folder, scheme="lgg", patient=folder.name)]
+    niftis = sorted(
+        p for p in folder.iterdir() if p.is_file() and nifti.is_nifti(p) and p.name[0] != "."
+    )
+    nnunet_ids = sorted({m.group("id") for p in niftis if (m := _NNUNET.match(stem(p)))})
+    if nnunet_ids:
+        labels_dir = folder.parent / "labelsTr"
+        return [_nnunet_ref(folder, cid, labels_dir=labels_dir) for cid in nnunet_ids]
+    roles = {p: classify(p) for p in niftis}
+    if any(r.kind == "image" for r in roles.values()):
+        return [_modality_folder_ref(folder, roles)]
+    return None
+
+
+def _drop_loose(path: Path, found: list[CaseRef], failed: list[tuple[Path, str]]) -> list[CaseRef]:
+    """``found`` without loose single files; an input holding only loose files is an error."""
+    cases = [r for r in found if r.layout != "nifti-file"]
+    loose = [r.path for r in found if r.layout == "nifti-file"]
+    if loose and not cases and not failed:
+        what = (
+            "is a single NIfTI file"
+            if path.is_file()
+            else (
+                f"holds only {len(loose)} loose NIfTI file(s) that belong to no case "
+                f"(e.g. {loose[0].name}: a label map or gliomaseg output)"
+            )
+        )
+        raise InputError(
+            f"{path}: {what}, not a case; expected a case folder with the four modalities "
+            "(<id>_flair/_t1/_t1ce/_t2.nii.gz or <id>-t2f/-t1n/-t1c/-t2w.nii.gz), a folder of "
+            f"case folders, or a folder described by {LAYOUT_CONFIG_NAME}"
+        )
+    if loose:
+        log.info(
+            "%s: skipped %d loose NIfTI file(s) that belong to no case (e.g. %s)",
+            path,
+            len(loose),
+            loose[0],
+        )
+    return cases
+
+
+def _unique_ids(
+    refs: list[CaseRef], seen: dict[str, CaseRef]
+) -> tuple[list[CaseRef], list[tuple[Path, str]]]:
+    """``refs`` without cases already in ``seen``; a second case with a taken id is bad."""
+    kept: list[CaseRef] = []
+    bad: list[tuple[Path, str]] = []
+    for ref in refs:
+        loose = ref.layout == "nifti-file"
+        key = f"file:{ref.path.resolve()}" if loose else ref.case_id.casefold()
+        first = seen.setdefault(key, ref)
+        if first is ref:
+            kept.append(ref)
+        elif loose or (first.case_id, first.path.resolve()) == (ref.case_id, ref.path.resolve()):
+            continue  # the same case (or file) reached through two inputs
+        else:
+            bad.append(
+                (
+                    ref.path,
+                    f"{ref.path}: case id {ref.case_id} is already taken by {first.path} "
+                    "(outputs and cache entries are named by case id); rename one case "
+                    "(its folder and the id in its file names) or process them in separate runs",
+                )
+            )
+    return kept, bad
 
 
 def _file_ref(path: Path) -> CaseRef:
@@ -224,7 +387,7 @@ def _file_ref(path: Path) -> CaseRef:
             path.parent.name, "lgg-tiff", path.parent, scheme="lgg", patient=path.parent.name
         )
     if not nifti.is_nifti(path):
-        raise ValueError(
+        raise InputError(
             f"{path}: unsupported file type; expected .nii/.nii.gz, .h5 or an LGG .tif"
         )
     m = _NNUNET.match(stem(path))
@@ -236,46 +399,31 @@ def _file_ref(path: Path) -> CaseRef:
     return CaseRef(stem(path), "nifti-file", path, patient=stem(path))
 
 
-def _nifti_folder_refs(folder: Path, niftis: list[Path]) -> list[CaseRef]:
-    """Refs for a folder of NIfTI files: one per-modality case, nnU-Net cases or loose files."""
-    nnunet_ids = sorted({m.group("id") for p in niftis if (m := _NNUNET.match(stem(p)))})
-    if nnunet_ids:
-        labels_dir = folder.parent / "labelsTr"
-        return [_nnunet_ref(folder, cid, labels_dir=labels_dir) for cid in nnunet_ids]
-    roles = {p: classify(p) for p in niftis}
-    if not any(r.kind == "image" for r in roles.values()):
-        # Not a case: loose files (label maps, templates) are inspected one by one.
-        return [_file_ref(p) for p in niftis]
-    return [_modality_folder_ref(folder, roles)]
-
-
 def _modality_folder_ref(folder: Path, typed: dict[Path, FileRole]) -> CaseRef:
     layout, scheme = naming_convention(typed)
     images: dict[str, Path] = {}
     label = brain_mask = None
-    ids: list[str] = []
     for p, role in typed.items():
         if role.kind == "unknown":
-            raise ValueError(
+            raise InputError(
                 f"{p}: unknown file in case folder {folder.name} (not a modality "
                 f"{'/'.join(MODALITIES)}, a *_seg label or a brain mask); remove or rename it, "
                 f"or describe the folder in {LAYOUT_CONFIG_NAME}"
             )
         if role.kind == "image":
             if role.modality in images:
-                raise ValueError(
+                raise InputError(
                     f"{p}: second {role.modality} file (also {images[role.modality].name}); "
                     "keep one per modality"
                 )
             images[role.modality] = p
         elif role.kind == "label":
             if label is not None:
-                raise ValueError(f"{p}: second label file (also {label.name}); keep one")
+                raise InputError(f"{p}: second label file (also {label.name}); keep one")
             label = p
         else:
             brain_mask = p
-        ids.append(case_id_before(stem(p), role.token))
-    case_id = max(set(ids), key=ids.count) if any(ids) else ""
+    case_id = common_id(typed)
     if not case_id or folder.name.lower() in _GENERIC_FOLDER_NAMES:
         # TCGA exports keep the modalities in <patient>/images/ under placeholder names.
         case_id = (
@@ -285,7 +433,7 @@ def _modality_folder_ref(folder: Path, typed: dict[Path, FileRole]) -> CaseRef:
         missing = [m for m in MODALITIES if m not in images]
         if missing:
             names = ", ".join(expected_name(layout, case_id, m) for m in missing)
-            raise ValueError(
+            raise InputError(
                 f"{folder}: missing modality {', '.join(missing)} (expected {names}); "
                 "add the file(s), or pass the case with the modalities it has via a layout config"
             )
@@ -314,13 +462,13 @@ def _channel_map(dataset_dir: Path) -> tuple[str, ...]:
     try:
         raw = json.loads(dj.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"{dj}: cannot read dataset.json ({err}); fix the JSON") from None
+        raise InputError(f"{dj}: cannot read dataset.json ({err}); fix the JSON") from None
     names = raw.get("channel_names") or raw.get("modality") or {}
     out = []
     for key in sorted(names, key=int):
         token = re.sub(r"[^a-z0-9]", "", str(names[key]).lower())
         if token not in MODALITY_ALIASES:
-            raise ValueError(
+            raise InputError(
                 f"{dj}: channel {key} '{names[key]}' is not a known modality "
                 f"({sorted(set(MODALITY_ALIASES))}); rename it in channel_names"
             )
@@ -334,7 +482,7 @@ def _nnunet_ref(images_dir: Path, case_id: str, *, labels_dir: Path) -> CaseRef:
     for k, modality in enumerate(channels):
         p = images_dir / f"{case_id}_{k:04d}.nii.gz"
         if not p.exists():
-            raise ValueError(
+            raise InputError(
                 f"{p}: missing channel {k} ({modality}) of nnU-Net case {case_id}; add the file"
             )
         images[modality] = p
@@ -359,8 +507,10 @@ def _dataset_refs(dataset: Path) -> list[CaseRef]:
             files = sorted(
                 p for p in folder.iterdir() if nifti.is_nifti(p) and not p.name.startswith(".")
             )
-            if any(_NNUNET.match(stem(p)) for p in files):
-                refs += _nifti_folder_refs(folder, files)
+            ids = sorted({m.group("id") for p in files if (m := _NNUNET.match(stem(p)))})
+            if ids:
+                labels = dataset / "labelsTr"
+                refs += [_nnunet_ref(folder, cid, labels_dir=labels) for cid in ids]
             else:
                 refs += [_msd_ref(p) for p in files]
     return refs
@@ -370,20 +520,29 @@ def _config_matches(folder: Path, config: LayoutConfig) -> bool:
     return all(len(list(folder.glob(pattern))) == 1 for pattern in config.modalities.values())
 
 
-def _glob_one(folder: Path, pattern: str, role: str) -> Path:
+def _glob_one(folder: Path, pattern: str, role: str, config: LayoutConfig) -> Path:
+    """The one file ``pattern`` matches in ``folder``; it must resolve inside ``folder``."""
+    where = config.source or "layout config"
     hits = sorted(folder.glob(pattern))
     if len(hits) != 1:
-        raise ValueError(
-            f"{folder}: layout config pattern '{pattern}' for {role} matches {len(hits)} files; "
+        raise InputError(
+            f"{folder}: {where} pattern '{pattern}' for {role} matches {len(hits)} files; "
             "make it match exactly one"
+        )
+    real = hits[0].resolve()
+    if not real.is_relative_to(folder.resolve()):
+        raise InputError(
+            f"{where}: pattern '{pattern}' for {role} matches {hits[0]}, which resolves to "
+            f"{real} outside the case folder {folder}; copy the file into the case folder "
+            "(links that leave it are refused)"
         )
     return hits[0]
 
 
 def _config_ref(folder: Path, config: LayoutConfig) -> CaseRef:
-    images = {m: _glob_one(folder, pat, m) for m, pat in config.modalities.items()}
-    label = _glob_one(folder, config.label, "label") if config.label else None
-    mask = _glob_one(folder, config.brain_mask, "brain_mask") if config.brain_mask else None
+    images = {m: _glob_one(folder, pat, m, config) for m, pat in config.modalities.items()}
+    label = _glob_one(folder, config.label, "label", config) if config.label else None
+    mask = _glob_one(folder, config.brain_mask, "brain_mask", config) if config.brain_mask else None
     return CaseRef(
         folder.name, "config", folder, images, label, config.label_scheme, mask, patient=folder.name
     )
@@ -408,7 +567,7 @@ def read_case(
     if not isinstance(ref, CaseRef):
         refs = find_cases(ref)
         if len(refs) != 1:
-            raise ValueError(f"{ref}: holds {len(refs)} cases; pass one case folder or file")
+            raise InputError(f"{ref}: holds {len(refs)} cases; pass one case folder or file")
         ref = refs[0]
     reader = _READERS.get(ref.layout, _read_modality_folder)
     return reader(ref, label_scheme, with_label)
@@ -425,7 +584,7 @@ def _encode(
         try:
             scheme = guess_scheme({int(v) for v in values})
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise InputError(f"{path}: {err}") from None
     return scheme.encode(raw, source=str(path)), scheme
 
 
@@ -438,7 +597,7 @@ def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) 
         if data.ndim == 2:  # single-slice exports: processed as one axial slice
             data = data[..., None]
         if data.ndim != 3:
-            raise ValueError(f"{path}: {data.ndim}D image; expected one 3D volume per modality")
+            raise InputError(f"{path}: {data.ndim}D image; expected one 3D volume per modality")
         arrays.append(data)
         grids.append((path.name, data.shape, affine))
     label: np.ndarray | None = None
@@ -507,13 +666,13 @@ def _canonical_case(
 def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     data, affine = nifti.read_image(ref.path)
     if data.ndim != 4 or data.shape[-1] != len(ref.channels):
-        raise ValueError(
+        raise InputError(
             f"{ref.path}: shape {data.shape}; expected (X, Y, Z, {len(ref.channels)}) with channels "
             f"{', '.join(ref.channels)}"
         )
     for c, name in enumerate(ref.channels):
         if not np.any(data[..., c]):
-            raise ValueError(f"{ref.path}: channel {c} ({name}) is all zero; re-export the image")
+            raise InputError(f"{ref.path}: channel {c} ({name}) is all zero; re-export the image")
     image = np.moveaxis(data, -1, 0)
     label = scheme = None
     grids = [(ref.path.name, image.shape[1:], affine)]
@@ -581,7 +740,7 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
     raw, affine = nifti.read_label(ref.path)
     raw = raw[..., None] if raw.ndim == 2 else raw
     if raw.ndim != 3:
-        raise ValueError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
+        raise InputError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
     if _looks_like_labels(raw) or override:
         label, scheme = _encode(raw, ref.path, None, override)
         case = _canonical_case(ref, None, label, None, affine, scheme, modalities=())

@@ -87,7 +87,7 @@ class OutputFolder:
     """An output folder and the manifest of what gliomaseg wrote in it.
 
     Args:
-        root: The folder (created if missing).
+        root: The folder (created when the first output is recorded).
         overwrite: Whether files gliomaseg wrote earlier may be replaced.
 
     Raises:
@@ -99,15 +99,15 @@ class OutputFolder:
         self.overwrite = overwrite
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{root}: exists and is a file; give a folder for the outputs")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
+        # Nothing is created until the first output is recorded (no empty folder is left
+        # behind when every case fails), but an unwritable place is reported now.
+        existing = next(p for p in (self.root, *self.root.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            raise InputError(f"{root}: {existing} is a file, not a folder; choose another output")
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise InputError(
-                f"{root}: cannot create the output folder ({failure_message(err)})"
-            ) from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise InputError(
-                f"{root}: the output folder is not writable; fix its permissions or choose another"
+                f"{root}: {existing} is not writable; fix its permissions or choose another "
+                "output folder"
             )
         remove_orphans(self.root)
 
@@ -174,6 +174,12 @@ class OutputFolder:
 
     def record(self, *paths: str | Path) -> None:
         """Add ``paths`` (files or folders inside the folder) to the manifest."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(
+                f"{self.root}: cannot create the output folder ({failure_message(err)})"
+            ) from None
         with self._locked():
             files = self.written() | {self._rel(p) for p in paths}
             write_json_atomic(self.manifest_path, {"format": 1, "files": sorted(files)})
