@@ -64,10 +64,12 @@ def test_segment_output_has_input_geometry_and_lands_on_the_tumour(model_path, t
     raw = np.asarray(seg.dataobj)
     et_value = 4 if layout == "brats2020" else 3
     assert set(np.unique(raw)) <= {0, 1, 2, et_value}
-    assert _dice(raw > 0, synth.label > 0) > 0.7
+    assert _dice(raw > 0, synth.label > 0) > 0.7  # 0.89-0.96: seeds 0-2, float32 and bf16
     summary = json.loads((out / "Case_777_summary.json").read_text())
-    wt_ml = float((synth.label > 0).sum()) * 2.0 / 1000
-    assert summary["volumes_ml"]["WT"] == pytest.approx(wt_ml, rel=0.35)
+    # The volume is that of the written mask (exact); how close the mask is to the truth is
+    # the Dice above. (Against the truth's volume, rel=0.35, the ratio was 0.90-1.21 over
+    # training seeds 0-2 in float32 and bf16: too little margin for a test.)
+    assert summary["volumes_ml"]["WT"] == pytest.approx((raw > 0).sum() * 0.002, abs=1e-4)
     assert summary["label_scheme"] == layout
     assert summary["flagged_slices"] and len(summary["slices"]) == 20
     assert summary["hemisphere"] == synth.hemisphere
