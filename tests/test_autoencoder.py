@@ -55,16 +55,19 @@ def one_thread() -> Iterator[None]:
 
 
 def blobs(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, size, size) masks: 1-3 overlapping rotated ellipses, radius 3 to 0.3 * size.
+    """(n, size, size) masks: 1-3 overlapping rotated ellipses, radius 2 to 0.4 * size.
 
     Centres move +-4 pixels around the middle (tumours of a brain-centred grid); sizes,
-    elongations, orientations and lobes vary freely.
+    elongations, orientations and lobes vary freely. The sizes spread over a 40-fold range
+    of area so that size, not position or shape, carries most of the masks' variance: with
+    radius 3 to 0.3 * size the first two principal components had similar variance and which
+    one followed size changed with the seed (|rho| of PC1 0.73 to 0.95 over seeds 0-3).
     """
     yy, xx = np.mgrid[:size, :size].astype(np.float64)
     out = np.zeros((n, size, size), dtype=np.uint8)
     for i in range(n):
         centre = (size - 1) / 2 + rng.uniform(-4, 4, 2)
-        radius = rng.uniform(3, 0.3 * size)
+        radius = rng.uniform(2, 0.4 * size)
         for lobe in range(rng.integers(1, 4)):
             a = radius * rng.uniform(0.6, 1.0)
             b = a * rng.uniform(0.6, 1.0)
@@ -170,23 +173,34 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]
 
 
 def test_reconstructs_held_out_masks(trained: tuple[Path, np.ndarray]) -> None:
+    """Mean Dice 0.915-0.931 over training seeds 0-3 (float32; the autoencoder has no bf16
+    path); 0.85 leaves a margin of 0.065 for other CPUs' arithmetic. The reconstructions must
+    also be of *their* mask: against a neighbour's mask the Dice falls by more than 0.3."""
     run, held_out = trained
     model, config = load_autoencoder(run)
     assert config.size == 32
-    dice = dice_per_mask(reconstruct(model, held_out), held_out)
-    assert dice.mean() > 0.9, dice.mean()
+    recon = reconstruct(model, held_out)
+    dice = dice_per_mask(recon, held_out).mean()
+    mismatched = dice_per_mask(recon, np.roll(held_out, 1, axis=0)).mean()
+    assert dice > 0.85, dice
+    assert dice - mismatched > 0.3, (dice, mismatched)
 
 
 def test_first_principal_component_follows_tumour_size(
     trained: tuple[Path, np.ndarray],
 ) -> None:
+    """|rho| of PC1 with area 0.975-0.985 over training seeds 0-3; 0.9 leaves 0.075 margin,
+    many times the seed-to-seed spread. A shuffled area gives |rho| below 0.2."""
     run, held_out = trained
     model, _ = load_autoencoder(run)
     masks = MaskSet.from_arrays(held_out)
     scores, ratio = pca(encode(model, held_out), 3)
     assert np.all(np.diff(ratio) <= 0)
     rho = latent_correlations(scores, masks.area_mm2, masks.irregularity)["PC1"]["area_mm2"]["rho"]
-    assert rho is not None and abs(rho) > 0.7, rho
+    shuffled_area = np.random.default_rng(0).permutation(masks.area_mm2)
+    baseline = latent_correlations(scores, shuffled_area, masks.irregularity)["PC1"]["area_mm2"]
+    assert rho is not None and abs(rho) > 0.9, rho
+    assert baseline["rho"] is not None and abs(baseline["rho"]) < 0.2, baseline
 
 
 # --------------------------------------------------------------------------- resume
@@ -227,7 +241,12 @@ def test_resume_after_a_crash_mid_epoch(tmp_path: Path, monkeypatch: pytest.Monk
     train_autoencoder(None, None, tmp_path / "run", resume=True, progress=False)
     _assert_same_run(tmp_path / "ref", tmp_path / "run")
     ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "best.pt")["state"]
-    assert ref["best_epoch"] >= 1 and 0.0 <= ref["best_metric"] <= 1.0
+    with (tmp_path / "ref" / "metrics.csv").open() as f:
+        dice = {int(r["epoch"]): float(r["dice_mean"]) for r in csv.DictReader(f)}
+    assert list(dice) == [1, 2]
+    # best.pt holds the epoch with the highest validation Dice, first one on a tie.
+    assert ref["best_epoch"] == max(dice, key=lambda e: (dice[e], -e))
+    assert ref["best_metric"] == pytest.approx(dice[ref["best_epoch"]], abs=1e-4)
 
 
 def test_corrupt_or_foreign_checkpoints_are_reported(tmp_path: Path, capsys) -> None:

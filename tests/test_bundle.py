@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -176,9 +177,12 @@ def test_bundled_ensemble_segments_a_case(cv_root, tmp_path, capsys):
     folder = write_layout(synth, tmp_path / "in", layout="brats2020")
     out = tmp_path / "out"
     assert main(["segment", str(folder), "-o", str(out), "--model", str(cv_root / "model.pt")]) == 0
-    assert (out / "BraTS2021_00042_seg.nii.gz").exists()
+    seg = np.asarray(nib.load(out / "BraTS2021_00042_seg.nii.gz").dataobj)
+    assert seg.shape == synth.shape
     summary = json.loads((out / "BraTS2021_00042_summary.json").read_text())
-    assert "volumes_ml" in summary or "volumes" in json.dumps(summary)
+    assert summary["voxel_volume_ml"] == pytest.approx(0.002)  # 1 x 1 x 2 mm
+    assert summary["volumes_ml"]["WT"] == pytest.approx((seg > 0).sum() * 0.002, abs=1e-4)
+    assert summary["volumes_ml"]["ET"] == pytest.approx((seg == 4).sum() * 0.002, abs=1e-4)
 
 
 def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
@@ -203,7 +207,10 @@ def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     folds = {f["fold"]: set(f["val_patients"]) for f in read_card(tmp_path / "tiny.json")["folds"]}
     for row in results["per_case"]:
         assert row["patient"] in folds[row["fold"]]
-        assert 0.0 <= row["metrics"]["WT"]["dice"] <= 1.0
+    # every patient scored once, by the member of the fold that held it out
+    assert sorted(row["patient"] for row in results["per_case"]) == sorted(
+        set().union(*folds.values())
+    )
     wt = results["cross_validation"]["WT"]["dice"]
     dices = [row["metrics"]["WT"]["dice"] for row in results["per_case"]]
     assert wt["mean"] == pytest.approx(np.mean(dices)) and wt["n"] == 5

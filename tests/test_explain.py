@@ -359,7 +359,10 @@ def test_summary_agreement_bench_runs(raw: Path, capsys) -> None:
     assert results["safety_violations"] == 0 and not results["failures"]
     overall = results["agreement"]["overall"]
     assert overall["n"] == sum(a["n"] for a in overall["per_aspect"].values())
-    assert 0.0 <= overall["rate"] <= 1.0
+    agree = sum(a["agree"] for a in overall["per_aspect"].values())
+    assert overall["n"] > 0 and overall["rate"] == pytest.approx(agree / overall["n"])
+    for aspect in overall["per_aspect"].values():
+        assert aspect["rate"] == pytest.approx(aspect["agree"] / aspect["n"])
 
 
 def test_repeated_case_ids_are_not_overwritten(raw: Path, tmp_path: Path) -> None:

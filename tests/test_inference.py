@@ -71,3 +71,47 @@ def test_channels_last_inference_matches(rng):
     )
     assert plain.shape == (3, 5, 30, 26)
     np.testing.assert_allclose(fast, plain, atol=1e-5)
+
+
+def _conv(weight: torch.Tensor) -> torch.nn.Conv2d:
+    """A 3x3 convolution (zero padding, no bias) with the given (K, C, 3, 3) weights."""
+    conv = torch.nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    return conv.eval()
+
+
+@pytest.mark.parametrize("target", ["regions", "classes4"])
+def test_flip_tta_leaves_a_flip_equivariant_model_unchanged(target, rng):
+    """A convolution whose kernel is symmetric under both in-plane flips (with zero padding)
+    commutes with the flips, so averaging over them changes nothing."""
+    torch.manual_seed(1)
+    k = torch.randn(TARGETS[target].channels, 2, 3, 3)
+    k = (k + k.flip(-1) + k.flip(-2) + k.flip(-2, -1)) / 4
+    model = _conv(k)
+    volume = rng.normal(size=(3, 2, 13, 10)).astype(np.float32)  # odd size: padded to 4
+    kwargs = {"target": TARGETS[target], "multiple": 4, "batch_size": 2}
+    plain = predict_volume(model, volume, **kwargs)
+    tta = predict_volume(model, volume, tta=True, **kwargs)
+    np.testing.assert_allclose(tta, plain, atol=1e-6)
+
+
+def test_flip_tta_is_the_mean_of_the_flipped_predictions(rng):
+    torch.manual_seed(2)
+    model = _conv(torch.randn(3, 2, 3, 3))  # not symmetric: flips change its output
+    volume = rng.normal(size=(3, 2, 12, 8)).astype(np.float32)  # no padding at multiple 4
+    x = torch.from_numpy(volume)
+    with torch.no_grad():
+        by_hand = (
+            sum(
+                torch.sigmoid(model(x.flip(dims))).flip(dims) if dims else torch.sigmoid(model(x))
+                for dims in [(), (-1,), (-2,), (-2, -1)]
+            )
+            / 4
+        )
+    expected = by_hand.numpy().transpose(1, 0, 2, 3)  # (K, Z, x, y)
+    kwargs = {"target": TARGETS["regions"], "multiple": 4, "batch_size": 2}
+    tta = predict_volume(model, volume, tta=True, **kwargs)
+    np.testing.assert_allclose(tta, expected, atol=1e-6)
+    plain = predict_volume(model, volume, **kwargs)
+    assert np.abs(tta - plain).max() > 0.05  # the test would see a TTA that did nothing

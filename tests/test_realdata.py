@@ -96,7 +96,8 @@ def test_inspect_json_works_on_every_case_in_shared_data(shared_data, capsys):
     assert {"brats2020", "brats2023", "upenn-gbm", "brats2013", "kaggle-h5", "lgg-tiff"} <= layouts
     for c in report["cases"]:
         if "volume_ml" in c:
-            assert c["volume_ml"]["WT"] >= 0
+            wt_ml = c["voxels"]["WT"] * c["voxel_volume_ml"]
+            assert c["volume_ml"]["WT"] == pytest.approx(wt_ml, abs=1e-4), c["case_id"]
 
 
 def test_brats2013_two_modality_case_reports_missing_modalities_by_name(shared_data):

@@ -457,6 +457,46 @@ def test_training_report(outputs: Fixture) -> None:
     assert 'class="sortable"' in _section(report.html, "epochs")
 
 
+def test_report_cohort_command(outputs: Fixture, tmp_path: Path, capsys) -> None:
+    from gliomaseg.cli import main
+
+    page, figures = tmp_path / "site" / "cohort.html", tmp_path / "figs"
+    argv = ["report-cohort", str(outputs.eval_dir), "-o", str(page), "--figures", str(figures)]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip() == str(page)
+    html = page.read_text()
+    per_case = _section(html, "per-case")
+    assert all(case_id in per_case for case_id in IDS)
+    worst = _section(html, "worst")
+    assert worst.index(IDS[1]) < worst.index(IDS[2]) < worst.index(IDS[0])
+    pngs = sorted(figures.glob("*.png"))
+    assert len(pngs) == 2 and all(p.read_bytes().startswith(PNG_SIGNATURE) for p in pngs)
+    # An evaluation folder without per_case.csv: one line naming it, exit 2, nothing written.
+    argv = ["report-cohort", str(tmp_path / "figs"), "-o", str(tmp_path / "none.html")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "figs" in err[0]
+    assert not (tmp_path / "none.html").exists()
+
+
+def test_report_training_command(outputs: Fixture, tmp_path: Path, capsys) -> None:
+    from gliomaseg.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(outputs.run_dir, run)
+    assert main(["report-training", str(run), "--figures", str(tmp_path / "figs")]) == 0
+    page = run / "training.html"  # the default place
+    assert capsys.readouterr().out.strip() == str(page)
+    html = page.read_text()
+    assert re.search(r"<dt>best epoch</dt><dd>3</dd>", _section(html, "overview"))
+    assert (tmp_path / "figs" / "training_curves.png").read_bytes().startswith(PNG_SIGNATURE)
+    (run / "metrics.csv").unlink()
+    assert main(["report-training", str(run), "-o", str(tmp_path / "t.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "metrics.csv" in err[0]
+    assert not (tmp_path / "t.html").exists()
+
+
 # --------------------------------------------------------------------------- browser
 
 

@@ -64,10 +64,12 @@ def test_segment_output_has_input_geometry_and_lands_on_the_tumour(model_path, t
     raw = np.asarray(seg.dataobj)
     et_value = 4 if layout == "brats2020" else 3
     assert set(np.unique(raw)) <= {0, 1, 2, et_value}
-    assert _dice(raw > 0, synth.label > 0) > 0.7
+    assert _dice(raw > 0, synth.label > 0) > 0.7  # 0.89-0.96: seeds 0-2, float32 and bf16
     summary = json.loads((out / "Case_777_summary.json").read_text())
-    wt_ml = float((synth.label > 0).sum()) * 2.0 / 1000
-    assert summary["volumes_ml"]["WT"] == pytest.approx(wt_ml, rel=0.35)
+    # The volume is that of the written mask (exact); how close the mask is to the truth is
+    # the Dice above. (Against the truth's volume, rel=0.35, the ratio was 0.90-1.21 over
+    # training seeds 0-2 in float32 and bf16: too little margin for a test.)
+    assert summary["volumes_ml"]["WT"] == pytest.approx((raw > 0).sum() * 0.002, abs=1e-4)
     assert summary["label_scheme"] == layout
     assert summary["flagged_slices"] and len(summary["slices"]) == 20
     assert summary["hemisphere"] == synth.hemisphere
@@ -300,3 +302,76 @@ def test_lgg_stack_output_mirrors_the_input(tmp_path):
     summary = json.loads((out / f"{patient.name}_summary.json").read_text())
     assert summary["label_scheme"] == "lgg" and not summary["spacing_known"]
     assert [s["slice"] for s in summary["slices"]][:2] == [f"{patient.name}_1", f"{patient.name}_2"]
+
+
+def test_save_probabilities_writes_uint8_scaled_by_1_255(tmp_path):
+    """Probabilities (clipped to 0-1) are stored as uint8 p * 255 with scl_slope 1/255, on the
+    input grid; nibabel reads them back within half a step (0.5/255) of the floats."""
+    from gliomaseg.io.layouts import read_case
+    from gliomaseg.segment import _write_probabilities
+
+    synth = make_case(
+        rng=np.random.default_rng(4),
+        case_id="Case_p",
+        template="phantom",
+        shape=(12, 10, 6),
+        spacing=(1.0, 1.0, 2.0),
+        flip_axis=0,
+    )
+    case = read_case(write_layout(synth, tmp_path / "in", layout="brats2020"))
+    probs = np.random.default_rng(5).uniform(-0.1, 1.1, (3, *case.shape)).astype(np.float32)
+    probs[0, 0, 0, 0], probs[0, 1, 0, 0] = 0.5 / 255 - 1e-4, 0.5 / 255 + 1e-4  # rounding edges
+    path = tmp_path / "p.nii.gz"
+    _write_probabilities(case, probs, path)
+    img = nib.load(path)
+    assert img.get_data_dtype() == np.uint8
+    # nibabel moves scl_slope/scl_inter from the header onto the array proxy when loading
+    assert img.dataobj.slope == pytest.approx(1 / 255, rel=1e-6)
+    assert img.dataobj.inter == 0.0
+    assert img.shape == (12, 10, 6, 3)
+    np.testing.assert_allclose(img.affine, synth.affine)
+    expected = np.moveaxis(case.to_source(np.clip(probs, 0, 1)), 0, -1)
+    back = img.get_fdata()
+    assert np.abs(back - expected).max() <= 0.5 / 255 + 1e-6
+    stored = np.asarray(img.dataobj.get_unscaled())
+    assert stored.dtype == np.uint8 and stored.min() == 0 and stored.max() == 255
+    # the canonical grid's x axis is flipped back: voxel (0, 0, 0) lands at x = 11
+    assert stored[11, 0, 0, 0] == 0 and stored[10, 0, 0, 0] == 1
+
+
+def test_tta_flag_reaches_inference_and_probabilities_match_the_summary(
+    model_path, tmp_path, monkeypatch
+):
+    import gliomaseg.inference as inference
+
+    seen: list[bool] = []
+    real = inference.predict_volume
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["tta"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_volume", spy)
+    synth = make_case(
+        rng=np.random.default_rng(32),
+        case_id="Case_778",
+        template="phantom",
+        shape=(32, 32, 20),
+        tumour_radius_mm=8.0,
+        flip_axis=0,
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    maps = {}
+    for flags in ([], ["--tta"]):
+        out = tmp_path / f"out{len(flags)}"
+        argv = ["segment", str(folder), "-o", str(out), "--model", str(model_path)]
+        assert main([*argv, "--no-progress", "--save-probabilities", *flags]) == 0
+        summary = json.loads((out / "Case_778_summary.json").read_text())
+        assert summary["tta"] is bool(flags)
+        maps[bool(flags)] = probs = nib.load(out / "Case_778_probs.nii.gz").get_fdata()
+        # regions target: tumour probability is the largest channel; x is flipped, z is not
+        per_slice = probs.max(axis=(0, 1, 3))
+        recorded = [s["max_tumour_probability"] for s in summary["slices"]]
+        np.testing.assert_allclose(per_slice, recorded, atol=0.5 / 255 + 1e-4)
+    assert seen == [False, True]
+    assert np.abs(maps[True] - maps[False]).max() > 2 / 255  # the flips changed something

@@ -226,7 +226,9 @@ def test_agreement_report_counts(fake: HashEmbedder) -> None:
     )
     assert report["n_summaries"] == 8
     assert report["n_aspects"] == sum(e["n"] for e in report["per_aspect"].values())
-    assert 0.0 <= report["rate"] <= 1.0
+    agree = sum(e["agree"] for e in report["per_aspect"].values())
+    assert report["n_agree"] == agree
+    assert report["rate"] == pytest.approx(agree / report["n_aspects"])
     assert report["per_aspect"]["presence"]["n"] == 8
     assert agreement_report([], embedder=fake)["rate"] is None
 
