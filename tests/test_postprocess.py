@@ -11,6 +11,7 @@ import torch
 
 from gliomaseg import segment as seg_mod
 from gliomaseg.io.layouts import discover, read_case
+from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.writers import write_layout
 from gliomaseg.labels import ED, ET, NCR
 from gliomaseg.postprocess import PostprocessConfig, postprocess
@@ -139,7 +140,7 @@ def test_segment_postprocessing_uses_the_case_spacing(
         meta={},
     )
     config = seg_mod.SegmentConfig(postprocess=PostprocessConfig(*flags))
-    summary = seg_mod.segment_case(ref, tmp_path / "out", segmenter, config)
+    summary = seg_mod.segment_case(ref, OutputFolder(tmp_path / "out"), segmenter, config)
     assert summary["postprocessing"]["components_removed"] == removed
     assert summary["postprocessing"]["et_relabelled_voxels"] == counts[1]  # no NCR before
     assert summary["voxel_volume_ml"] == pytest.approx(VOXEL_ML)
