@@ -2,7 +2,8 @@
 
 A corrupt input must be an error, never a result, and a forged one must fail before it
 allocates. So every read parses the header from the file's first bytes and checks it
-(dimensions, data type, voxel size, affine, declared size against :data:`MAX_NIFTI_BYTES`)
+(dimensions, data type, voxel size, affine, declared size against
+:data:`gliomaseg.io.limits.MAX_NIFTI_BYTES`)
 before any voxel is touched; voxel reads then stream the whole file, and for ``.nii.gz``
 Python's :mod:`gzip` checks every member's CRC-32 and length at its end, so a flipped byte,
 a truncated download or trailing garbage is reported instead of read as voxels. nibabel's
@@ -25,14 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gliomaseg.errors import InputError, one_line
+from gliomaseg.io import limits
 from gliomaseg.io.atomic import atomic_path
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-#: Largest NIfTI file accepted, in bytes of header plus voxel data (512^3 voxels x 8 channels
-#: of float32 = 4 GiB). Checked from the header before anything is allocated, and while a
-#: ``.nii.gz`` decompresses, so a forged header or a gzip bomb fails fast.
-MAX_NIFTI_BYTES = 512**3 * 8 * 4
 
 _CHUNK = 1 << 22  # decompression step: bounds the overshoot past the declared size
 _CORRUPT = "the file is corrupt or truncated: re-download or re-export it"
@@ -63,7 +60,7 @@ def _is_gz(path: Path) -> bool:
 
 
 def _open_stream(path: Path) -> io.BufferedIOBase:
-    return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")  # type: ignore[return-value]
+    return gzip.open(path, "rb") if _is_gz(path) else open(path, "rb")
 
 
 def _read_prefix(path: Path, n: int = 540) -> bytes:
@@ -123,11 +120,11 @@ def _check_shape(path: Path, header: nib.Nifti1Header) -> tuple[tuple[int, ...],
     if offset < int(header.sizeof_hdr):
         raise _bad(path, f"voxel data offset {offset} lies inside the header")
     total = offset + math.prod(shape) * dtype.itemsize
-    if total > MAX_NIFTI_BYTES:
+    if total > limits.MAX_NIFTI_BYTES:
         raise _bad(
             path,
-            f"header declares {'x'.join(map(str, shape))} {dtype} voxels ({total / 2**30:.1f} GiB), "
-            f"over the {MAX_NIFTI_BYTES / 2**30:.0f} GiB limit (gliomaseg.io.nifti.MAX_NIFTI_BYTES)",
+            f"header declares {'x'.join(map(str, shape))} {dtype} voxels ({limits.gib(total)}), "
+            f"over the {limits.gib(limits.MAX_NIFTI_BYTES)} limit (gliomaseg.io.limits.MAX_NIFTI_BYTES)",
             "crop or split the image; if it should be small, the header is corrupt: re-export it",
         )
     return shape, total
