@@ -31,7 +31,7 @@ from gliomaseg.io.atomic import atomic_path
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
-_CHUNK = 1 << 22  # decompression step: bounds the overshoot past the declared size
+_CHUNK = 1 << 20  # decompression step: bounds the overshoot past the declared size
 _CORRUPT = "the file is corrupt or truncated: re-download or re-export it"
 _HEADER_CLASSES: dict[int, type[nib.Nifti1Image]] = {348: nib.Nifti1Image, 540: nib.Nifti2Image}
 
@@ -87,7 +87,11 @@ def _parse_header(path: Path, raw: bytes) -> tuple[type[nib.Nifti1Image], nib.Ni
         raise _bad(path, f"NIfTI header cut short ({len(raw)} of {size} bytes)")
     klass = _HEADER_CLASSES[size]
     try:
-        header = klass.header_class.from_fileobj(io.BytesIO(raw[:size]))
+        header = klass.header_class.from_fileobj(io.BytesIO(raw[:size]), check=False)
+        _check_pixdim(path, header)  # before nibabel's check_fix turns a zero into a one
+        header.check_fix()  # nibabel's own checks and fixes, as nib.load applies them
+    except InputError:
+        raise
     except Exception as err:  # nibabel raises several types for a broken header
         raise _bad(path, f"invalid NIfTI header ({type(err).__name__}: {err})") from None
     if bytes(header["magic"]).rstrip(b"\0") not in (b"n+1", b"n+2"):
@@ -135,15 +139,20 @@ def _singular(matrix: NDArray[np.float64]) -> bool:
     return bool(np.any(norms == 0) or abs(np.linalg.det(matrix)) <= 1e-6 * float(np.prod(norms)))
 
 
-def _check_geometry(path: Path, header: nib.Nifti1Header, ndim: int) -> NDArray[np.float64]:
-    """The affine nibabel would use, after checking voxel sizes, sform and qform."""
-    pixdim = np.asarray(header["pixdim"][1 : 1 + min(ndim, 3)], dtype=np.float64)
-    if not np.all(np.isfinite(pixdim)) or np.any(pixdim <= 0):
+def _check_pixdim(path: Path, header: nib.Nifti1Header) -> None:
+    """Spatial voxel sizes finite and non-zero (nibabel reads a negative one as its absolute value)."""
+    ndim = int(header["dim"][0])
+    pixdim = np.asarray(header["pixdim"][1 : 1 + min(max(ndim, 1), 3)], dtype=np.float64)
+    if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
         raise _bad(
             path,
-            f"voxel size (pixdim) {pixdim.tolist()} is not finite and positive",
+            f"voxel size (pixdim) {pixdim.tolist()} is not finite and non-zero",
             "fix the voxel size in the header (e.g. re-export from the scanner software)",
         )
+
+
+def _check_geometry(path: Path, header: nib.Nifti1Header) -> NDArray[np.float64]:
+    """The affine nibabel would use, after checking that sform and qform are usable."""
     matrices = []
     try:
         if header["sform_code"] > 0:
@@ -164,12 +173,13 @@ def _check_geometry(path: Path, header: nib.Nifti1Header, ndim: int) -> NDArray[
     return affine
 
 
-def _checked_header(path: Path) -> tuple[type[nib.Nifti1Image], nib.Nifti1Header, int]:
-    """Image class, header and declared total size of a NIfTI file whose header passed every check."""
+def _checked_header(
+    path: Path,
+) -> tuple[type[nib.Nifti1Image], nib.Nifti1Header, tuple[int, ...], NDArray[np.float64], int]:
+    """Class, header, shape, affine and declared total size of a file that passed every check."""
     klass, header = _parse_header(path, _read_prefix(path))
     shape, total = _check_shape(path, header)
-    _check_geometry(path, header, len(shape))
-    return klass, header, total
+    return klass, header, shape, _check_geometry(path, header), total
 
 
 def _read_all(path: Path, expected: int) -> bytearray:
@@ -204,7 +214,7 @@ def _read_all(path: Path, expected: int) -> bytearray:
 
 def _open(path: Path) -> nib.Nifti1Image:
     """The image with every voxel byte in memory, after the header and stream checks."""
-    klass, _, expected = _checked_header(path)
+    klass, *_, expected = _checked_header(path)
     data = _read_all(path, expected)
     try:
         return klass.from_stream(io.BytesIO(data))
@@ -221,9 +231,8 @@ def read_header(path: str | Path) -> NiftiHeaderInfo:
             checked here, :func:`read_image` and :func:`read_label` do that.
     """
     path = Path(path)
-    _, header, _ = _checked_header(path)
-    shape = tuple(int(s) for s in header.get_data_shape())
-    return NiftiHeaderInfo(path, shape, _check_geometry(path, header, len(shape)), header)
+    _, header, shape, affine, _ = _checked_header(path)
+    return NiftiHeaderInfo(path, shape, affine, header)
 
 
 def _read_voxels(img: nib.Nifti1Image, path: Path, dtype: type) -> NDArray[np.generic]:

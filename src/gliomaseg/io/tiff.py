@@ -109,7 +109,10 @@ def _read_tif(path: Path) -> NDArray[np.generic]:
                 size = path.stat().st_size
                 spans = zip(page.dataoffsets, page.databytecounts, strict=True)
                 if not page.dataoffsets or any(o + n > size or n <= 0 for o, n in spans):
-                    raise InputError(f"{path}: TIFF image data end past the file; {_CORRUPT}")
+                    raise InputError(
+                        f"{path}: not a readable TIFF (image data end past the end of the "
+                        f"file); {_CORRUPT}"
+                    )
                 arr = np.asarray(page.asarray())
         except InputError:
             raise
