@@ -2,13 +2,12 @@
 
 A corrupt input must be an error, never a result, and a forged one must fail before it
 allocates. So every read parses the header from the file's first bytes and checks it
-(dimensions, data type, voxel size, affine, declared size against
-:data:`gliomaseg.io.limits.MAX_NIFTI_BYTES`)
-before any voxel is touched; voxel reads then stream the whole file, and for ``.nii.gz``
-Python's :mod:`gzip` checks every member's CRC-32 and length at its end, so a flipped byte,
-a truncated download or trailing garbage is reported instead of read as voxels. nibabel's
-own gzip reader does not do this for a partial read, which is why ``nib.load`` is not used
-on user files here.
+(dimensions, data type, voxel size, sform/qform, and the declared size against
+:data:`gliomaseg.io.limits.MAX_NIFTI_BYTES`) before any voxel is touched. Voxel reads then
+stream the whole file, and for ``.nii.gz`` Python's :mod:`gzip` checks every member's CRC-32
+and length at its end, so a flipped byte, a truncated download or trailing garbage is
+reported instead of read as voxels. nibabel's gzip reader does not check the CRC of a read
+that stops at the end of the voxel data, which is why ``nib.load`` is not used here.
 """
 
 from __future__ import annotations
@@ -182,44 +181,67 @@ def _checked_header(
     return klass, header, shape, _check_geometry(path, header), total
 
 
-def _read_all(path: Path, expected: int) -> bytearray:
+def _read_all(path: Path, expected: int) -> NDArray[np.uint8]:
     """The file's (decompressed) bytes, which must be exactly ``expected`` long.
 
     A ``.gz`` is streamed to its end so that :mod:`gzip` checks each member's CRC-32 and
     length and rejects trailing garbage; reading stops as soon as the stream passes
-    ``expected``, so a gzip bomb never allocates more than ``expected + _CHUNK`` bytes.
+    ``expected``, so a gzip bomb never holds more than ``expected + _CHUNK`` bytes. The
+    bytes are decompressed straight into the returned buffer (no further copy).
     """
-    buf = bytearray(expected + _CHUNK)
-    view = memoryview(buf)
+    buf = np.empty(expected + _CHUNK, dtype=np.uint8)
     n = 0
-    try:
-        with _open_stream(path) as f:
-            while n <= expected:
-                got = f.readinto(view[n : n + _CHUNK])
-                if not got:
-                    break
-                n += got
-    except (OSError, EOFError, zlib.error) as err:
-        what = "gzip stream ended early" if isinstance(err, EOFError) else str(err)
-        raise _bad(path, f"not a readable NIfTI file ({type(err).__name__}: {what})") from None
-    finally:
-        view.release()
+    with buf.data as view:
+        try:
+            with _open_stream(path) as f:
+                while n <= expected and (got := f.readinto(view[n : n + _CHUNK])):
+                    n += got
+        except (OSError, EOFError, zlib.error) as err:
+            what = "gzip stream ended early" if isinstance(err, EOFError) else str(err)
+            raise _bad(path, f"not a readable NIfTI file ({type(err).__name__}: {what})") from None
     if n > expected:
-        raise _bad(path, f"decompresses to more than the {expected} bytes its header declares")
+        raise _bad(
+            path,
+            f"holds more than the {expected} bytes its header declares "
+            "(extra data or a second gzip member)",
+        )
     if n < expected:
         raise _bad(path, f"holds {n} bytes of NIfTI data but its header declares {expected}")
-    del buf[expected:]
     return buf
 
 
-def _open(path: Path) -> nib.Nifti1Image:
-    """The image with every voxel byte in memory, after the header and stream checks."""
-    klass, *_, expected = _checked_header(path)
-    data = _read_all(path, expected)
-    try:
-        return klass.from_stream(io.BytesIO(data))
-    except Exception as err:  # nibabel raises many types for broken files
-        raise _bad(path, f"not a readable NIfTI file ({type(err).__name__}: {err})") from None
+def _voxels(path: Path, *, label: bool) -> tuple[NDArray[np.generic], NDArray[np.float64]]:
+    """Voxels scaled exactly as ``np.asarray(img.dataobj, dtype)`` would, and the affine.
+
+    ``dtype`` is float32 for images; for labels it is the file's own type, or float64 when
+    the header scales the values.
+
+    The scaling is nibabel's ``ArrayProxy._get_scaled``, applied to an array that views the
+    checked bytes (nibabel's proxy would read them again from a file object: one more copy).
+    """
+    from nibabel.volumeutils import apply_read_scaling
+
+    _, header, shape, affine, expected = _checked_header(path)
+    buf = _read_all(path, expected)
+    raw = np.ndarray(
+        shape, dtype=header.get_data_dtype(), buffer=buf, offset=header.get_data_offset(), order="F"
+    )
+    slope, inter = header.get_slope_inter()
+    dtype: type | None = np.float32
+    if label:
+        dtype = None if slope in (1.0, None) and inter in (0.0, None) else np.float64
+    scl_slope = np.asanyarray(1.0 if slope is None else slope)
+    scl_inter = np.asanyarray(0.0 if inter is None else inter)
+    use_dtype = scl_slope.dtype if dtype is None else dtype
+    if np.can_cast(scl_slope, use_dtype):
+        scl_slope = scl_slope.astype(use_dtype)
+    if np.can_cast(scl_inter, use_dtype):
+        scl_inter = scl_inter.astype(use_dtype)
+    # 0-d arrays, as nibabel's ArrayProxy passes them (its type hints say scalars)
+    scaled = apply_read_scaling(raw, scl_slope, scl_inter)  # type: ignore[arg-type]
+    if dtype is not None:
+        scaled = np.asarray(scaled.astype(np.promote_types(scaled.dtype, dtype), copy=False), dtype)
+    return scaled, affine
 
 
 def read_header(path: str | Path) -> NiftiHeaderInfo:
@@ -233,18 +255,6 @@ def read_header(path: str | Path) -> NiftiHeaderInfo:
     path = Path(path)
     _, header, shape, affine, _ = _checked_header(path)
     return NiftiHeaderInfo(path, shape, affine, header)
-
-
-def _read_voxels(img: nib.Nifti1Image, path: Path, dtype: type) -> NDArray[np.generic]:
-    try:
-        return (
-            np.asarray(img.dataobj, dtype=dtype) if dtype is not None else np.asarray(img.dataobj)
-        )
-    except Exception as err:
-        raise InputError(
-            f"{path}: NIfTI voxel data cannot be read ({type(err).__name__}: {err}); "
-            "the file is corrupt or truncated: re-download or re-export it"
-        ) from None
 
 
 def read_image(
@@ -261,12 +271,12 @@ def read_image(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: corrupt/truncated file, NaN/Inf voxels, or an all-zero image; the message
-            names the file and the fix.
+        InputError: a corrupt, truncated or forged file (see the module docstring), NaN/Inf
+            voxels, or an all-zero image; the message names the file and the fix.
     """
     path = Path(path)
-    img = _open(path)
-    data = np.asarray(_read_voxels(img, path, np.float32), dtype=np.float32)
+    voxels, affine = _voxels(path, label=False)
+    data = np.asarray(voxels, dtype=np.float32)
     bad = ~np.isfinite(data)
     if bad.any():
         raise InputError(
@@ -276,21 +286,19 @@ def read_image(
         raise InputError(
             f"{path}: every voxel is zero; the modality is empty: re-export it or leave it out"
         )
-    return data, img.affine.astype(np.float64)
+    return data, affine
 
 
 def read_label(path: str | Path) -> tuple[NDArray[np.generic], NDArray[np.float64]]:
     """Read a label map's raw values (no scaling, file dtype) with its affine.
 
     Integer checks and the scheme conversion happen in :meth:`LabelScheme.encode`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        InputError: a corrupt, truncated or forged file (see the module docstring).
     """
-    path = Path(path)
-    img = _open(path)
-    if img.dataobj.slope not in (1.0, None) or img.dataobj.inter not in (0.0, None):  # type: ignore[attr-defined]
-        data = _read_voxels(img, path, np.float64)
-    else:
-        data = _read_voxels(img, path, None)  # type: ignore[arg-type]
-    return data, img.affine.astype(np.float64)
+    return _voxels(Path(path), label=True)
 
 
 def write_nifti(
