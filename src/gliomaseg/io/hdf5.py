@@ -13,12 +13,16 @@ same axial slice of the source NIfTI.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from gliomaseg.errors import InputError
+from gliomaseg.io import limits
 from gliomaseg.labels import BRATS2020, onehot_to_internal
 
 H5_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
@@ -38,19 +42,50 @@ def parse_name(path: Path) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def _dataset(path: Path, f: Any, name: str, channels: int) -> Any:
+    """The ``(H, W, channels)`` numeric dataset ``name``, checked from its metadata only."""
+    if name not in f or not hasattr(f[name], "shape"):
+        raise InputError(
+            f"{path}: no '{name}' dataset (found {sorted(f.keys())}); "
+            "expected the Kaggle BraTS2020 HDF5 layout (image and mask): re-download it"
+        )
+    ds = f[name]
+    shape, dtype = tuple(int(n) for n in ds.shape), ds.dtype
+    if len(shape) != 3 or shape[-1] != channels or min(shape) < 1:
+        raise InputError(f"{path}: '{name}' has shape {shape}; expected (H, W, {channels})")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: '{name}' has data type {dtype}; expected numbers")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limits.MAX_SLICE_BYTES:
+        raise InputError(
+            f"{path}: '{name}' {shape} {dtype} is {limits.gib(nbytes)}, over the "
+            f"{limits.gib(limits.MAX_SLICE_BYTES)} limit (gliomaseg.io.limits.MAX_SLICE_BYTES); "
+            "pass one slice per file"
+        )
+    return ds
+
+
 def read_h5_slice(
-    path: Path,
+    path: Path, *, read_mask: bool = True
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8] | None, NDArray[np.float64]]:
     """Read one Kaggle BraTS2020 HDF5 slice.
 
+    Shapes, data types and sizes are checked from the datasets' metadata before they are read.
+
+    Args:
+        path: ``volume_<V>_slice_<S>.h5``.
+        read_mask: With False, ``mask`` is neither required nor read (segmenting new data).
+
     Returns:
         image (4, 240, 240, 1) float32 channels FLAIR, T1, T1Gd, T2 in file axes;
-        label (240, 240, 1) uint8 internal codes, or None when the file has no ``mask``;
+        label (240, 240, 1) uint8 internal codes, or None when ``read_mask`` is False;
         affine of the slice on the BraTS grid.
 
     Raises:
-        FileNotFoundError / ValueError naming the file: missing, unreadable, wrong datasets
-        or shapes, NaN/Inf voxels, overlapping mask channels.
+        FileNotFoundError: no such file.
+        InputError naming the file: unreadable, missing ``image``/``mask``, wrong shapes or
+        channel counts, a size over :data:`limits.MAX_SLICE_BYTES`, NaN/Inf values, a
+        mask that is not one-hot.
     """
     import h5py
 
@@ -58,27 +93,30 @@ def read_h5_slice(
         raise FileNotFoundError(f"{path}: no such file; check the path")
     try:
         with h5py.File(path, "r") as f:
-            if "image" not in f:
-                raise ValueError(
-                    f"{path}: no 'image' dataset (found {sorted(f.keys())}); "
-                    "expected the Kaggle BraTS2020 HDF5 layout"
+            image_ds = _dataset(path, f, "image", len(H5_CHANNELS))
+            mask_ds = _dataset(path, f, "mask", 3) if read_mask else None
+            if mask_ds is not None and mask_ds.shape[:2] != image_ds.shape[:2]:
+                raise InputError(
+                    f"{path}: 'mask' {mask_ds.shape} and 'image' {image_ds.shape} differ in "
+                    "size; the file is corrupt: re-download it"
                 )
-            image = np.asarray(f["image"][()], dtype=np.float32)
-            mask = np.asarray(f["mask"][()]) if "mask" in f else None
-    except ValueError:
+            image = np.asarray(image_ds[()], dtype=np.float32)
+            mask = np.asarray(mask_ds[()]) if mask_ds is not None else None
+    except InputError:
         raise
     except Exception as err:
-        raise ValueError(
+        raise InputError(
             f"{path}: not a readable HDF5 file ({type(err).__name__}: {err}); "
             "the file is corrupt or truncated: re-download it"
         ) from None
-    if image.ndim != 3 or image.shape[-1] != 4:
-        raise ValueError(f"{path}: 'image' has shape {image.shape}; expected (H, W, 4)")
     if not np.all(np.isfinite(image)):
-        raise ValueError(f"{path}: 'image' holds NaN/Inf values; fix or drop this slice")
+        raise InputError(f"{path}: 'image' holds NaN/Inf values; fix or drop this slice")
     label = None
     if mask is not None:
-        label = onehot_to_internal(mask, source=str(path))[..., None]
+        try:
+            label = onehot_to_internal(mask, source=str(path))[..., None]
+        except ValueError as err:
+            raise InputError(f"{err}; fix or re-download the file") from None
     parsed = parse_name(path)
     affine = brats_affine(parsed[1] if parsed else 0)
     return np.moveaxis(image, -1, 0)[..., None], label, affine

@@ -692,11 +692,9 @@ def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
 
 
 def _read_h5(ref: CaseRef, override: str | None, with_label: bool) -> Case:
-    image, label, affine = hdf5.read_h5_slice(ref.path)
+    image, label, affine = hdf5.read_h5_slice(ref.path, read_mask=with_label)
     scheme = get_scheme(override or "brats2020")
-    case = _canonical_case(
-        ref, image, label if with_label else None, None, affine, scheme, modalities=hdf5.H5_CHANNELS
-    )
+    case = _canonical_case(ref, image, label, None, affine, scheme, modalities=hdf5.H5_CHANNELS)
     case.source = {"image": str(ref.path)}
     case.meta["intensity"] = "z-scored per slice over the whole slice (Kaggle preprocessing)"
     return case

@@ -12,11 +12,18 @@ channels are detected (identical to FLAIR on every slice) and named in ``meta``.
 
 from __future__ import annotations
 
+import logging
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+
+from gliomaseg.errors import InputError
+from gliomaseg.io import limits
 
 #: Channel order of the LGG TIFFs, as canonical modality names.
 LGG_CHANNELS: tuple[str, ...] = ("t1", "flair", "t1ce")
@@ -39,33 +46,103 @@ def list_slices(folder: Path) -> list[tuple[int, Path, Path | None]]:
     for p in folder.glob("*.tif"):
         m = _SLICE.match(p.stem)
         if m is None:
-            raise ValueError(
+            raise InputError(
                 f"{p}: not an LGG slice name (<patient>_<n>.tif or <patient>_<n>_mask.tif); "
                 "rename or remove it"
             )
         target = masks if m.group("mask") else images
         n = int(m.group("n"))
         if n in target:
-            raise ValueError(f"{p}: slice {n} appears twice (also {target[n].name}); remove one")
+            raise InputError(f"{p}: slice {n} appears twice (also {target[n].name}); remove one")
         target[n] = p
     orphans = sorted(set(masks) - set(images))
     if orphans:
-        raise ValueError(
+        raise InputError(
             f"{masks[orphans[0]]}: mask without its image slice; add the image or remove the mask"
         )
     return [(n, images[n], masks.get(n)) for n in sorted(images)]
 
 
+_CORRUPT = "the file is corrupt or truncated: re-download it"
+
+
+@contextmanager
+def _tifffile_notes() -> Iterator[list[str]]:
+    """Collect what tifffile would log about a damaged file (instead of printing it)."""
+    notes: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        notes.append(record.getMessage())
+        return False
+
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(keep)
+    try:
+        yield notes
+    finally:
+        logger.removeFilter(keep)
+
+
 def _read_tif(path: Path) -> NDArray[np.generic]:
+    """The first page of a TIFF, after checking its size and that its data lie in the file.
+
+    Raises:
+        InputError naming the file: unreadable, truncated (data past the end of the file, or
+        tifffile had to skip damaged tags), or over :data:`limits.MAX_SLICE_BYTES`.
+    """
     import tifffile
 
-    try:
-        return np.asarray(tifffile.imread(path))
-    except Exception as err:
-        raise ValueError(
-            f"{path}: not a readable TIFF ({type(err).__name__}: {err}); "
-            "the file is corrupt or truncated: re-download it"
-        ) from None
+    with _tifffile_notes() as notes:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages.first if len(tif.pages) else None
+                if page is None or page.dtype is None or notes:
+                    why = notes[0] if notes else "no image page of a known data type"
+                    raise InputError(f"{path}: not a readable TIFF ({why}); {_CORRUPT}")
+                nbytes = math.prod(page.shape) * page.dtype.itemsize
+                if nbytes > limits.MAX_SLICE_BYTES:
+                    raise InputError(
+                        f"{path}: TIFF page of {page.shape} {page.dtype} is "
+                        f"{limits.gib(nbytes)}, over the {limits.gib(limits.MAX_SLICE_BYTES)} "
+                        "limit (gliomaseg.io.limits.MAX_SLICE_BYTES); pass 2D slices"
+                    )
+                size = path.stat().st_size
+                spans = zip(page.dataoffsets, page.databytecounts, strict=True)
+                if not page.dataoffsets or any(o + n > size or n <= 0 for o, n in spans):
+                    raise InputError(
+                        f"{path}: not a readable TIFF (image data end past the end of the "
+                        f"file); {_CORRUPT}"
+                    )
+                arr = np.asarray(page.asarray())
+        except InputError:
+            raise
+        except Exception as err:
+            raise InputError(
+                f"{path}: not a readable TIFF ({type(err).__name__}: {err}); {_CORRUPT}"
+            ) from None
+    if notes:
+        raise InputError(f"{path}: not a readable TIFF ({notes[0]}); {_CORRUPT}")
+    return arr
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> NDArray[np.uint8]:
+    """A binary LGG mask (0/255 or 0/1, uint8 or bool; RGB masks use channel 0)."""
+    m = _read_tif(path)
+    m = m[..., 0] if m.ndim == 3 else m
+    if m.dtype not in (np.uint8, np.bool_):
+        raise InputError(f"{path}: mask data type {m.dtype}; expected uint8 (0/255), re-export it")
+    if m.shape != shape:
+        raise InputError(
+            f"{path}: mask shape {m.shape} differs from its image {shape}; "
+            "pair each slice with its own mask"
+        )
+    values = set(np.unique(m).tolist())
+    if not (values <= {0, 255} or values <= {0, 1}):
+        raise InputError(
+            f"{path}: mask is not binary (values {sorted(values)[:8]}); "
+            "expected 0/255 (or 0/1): threshold it or re-export it"
+        )
+    return m.astype(np.uint8, copy=False)
 
 
 def read_lgg_stack(
@@ -85,11 +162,12 @@ def read_lgg_stack(
         meta (channels that are copies of FLAIR).
 
     Raises:
-        ValueError naming the file: no slices, a missing mask, mismatched sizes, bad channels.
+        InputError naming the file: no slices, a missing mask, a corrupt or truncated TIFF,
+        mismatched sizes or data types, bad channels, a non-binary mask.
     """
     slices = list_slices(folder)
     if not slices:
-        raise ValueError(
+        raise InputError(
             f"{folder}: no <patient>_<n>.tif slices found; point at an LGG patient folder"
         )
     if not read_masks:
@@ -98,31 +176,29 @@ def read_lgg_stack(
     missing = [img for _, img, mask in slices if mask is None]
     has_masks = len(missing) < len(slices)
     if missing and (require_masks or has_masks):
-        raise ValueError(
+        raise InputError(
             f"{missing[0]}: slice has no mask ({missing[0].stem}_mask.tif missing; "
             f"{len(missing)} of {len(slices)} slices lack one); add the masks or remove the slices"
         )
     first = _read_tif(slices[0][1])
-    if first.ndim != 3 or first.shape[-1] != 3:
-        raise ValueError(f"{slices[0][1]}: shape {first.shape}; expected (H, W, 3) RGB slices")
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        raise InputError(
+            f"{slices[0][1]}: {first.dtype} array of shape {first.shape}; "
+            "expected (H, W, 3) uint8 RGB slices"
+        )
     h, w = first.shape[:2]
     image = np.empty((3, h, w, len(slices)), dtype=np.float32)
     masks = np.empty((h, w, len(slices)), dtype=np.uint8) if has_masks else None
     for k, (_, img_path, mask_path) in enumerate(slices):
         arr = first if k == 0 else _read_tif(img_path)
-        if arr.shape != first.shape:
-            raise ValueError(
-                f"{img_path}: shape {arr.shape} differs from {slices[0][1].name} {first.shape}"
+        if arr.shape != first.shape or arr.dtype != first.dtype:
+            raise InputError(
+                f"{img_path}: {arr.dtype} {arr.shape} differs from {slices[0][1].name} "
+                f"({first.dtype} {first.shape}); every slice of a patient must match"
             )
         image[..., k] = np.moveaxis(arr, -1, 0)
         if masks is not None and mask_path is not None:
-            m = _read_tif(mask_path)
-            m = m[..., 0] if m.ndim == 3 else m
-            if m.shape != (h, w):
-                raise ValueError(
-                    f"{mask_path}: mask shape {m.shape} differs from its image {(h, w)}"
-                )
-            masks[..., k] = m
+            masks[..., k] = _read_mask(mask_path, (h, w))
     meta = {
         name: "copy of FLAIR (sequence missing in the source)"
         for c, name in enumerate(LGG_CHANNELS)

@@ -20,6 +20,10 @@ NORMS: tuple[str, ...] = ("batch", "instance")
 UPSAMPLES: tuple[str, ...] = ("deconv", "nontrainable")
 HEADS: tuple[str, ...] = ("softmax", "sigmoid")
 
+#: Plausibility bounds (a forged config or checkpoint must not build a multi-GB network):
+#: at most 8 levels, 4096 channels per level and 1024 input or output channels.
+MAX_LEVELS, MAX_WIDTH, MAX_CHANNELS = 8, 4096, 1024
+
 #: ResNet-34 halves the input five times (stem conv, max-pool, three strided stages).
 RESNET34_MULTIPLE = 32
 RESNET34_LEVELS = 5
@@ -114,14 +118,19 @@ class ModelConfig:
         _choice("name", self.name, MODEL_NAMES)
         if self.spatial_dims not in (2, 3) or isinstance(self.spatial_dims, bool):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims!r}")
-        _int_at_least("in_channels", self.in_channels, 1)
-        _int_at_least("out_channels", self.out_channels, 1)
-        _int_at_least("num_res_units", self.num_res_units, 0)
+        _int_in("in_channels", self.in_channels, 1, MAX_CHANNELS)
+        _int_in("out_channels", self.out_channels, 1, MAX_CHANNELS)
+        _int_in("num_res_units", self.num_res_units, 0, MAX_LEVELS)
         if isinstance(self.features, str) or not isinstance(self.features, Sequence):
             raise ValueError(f"features must be a sequence of ints, got {self.features!r}")
+        if len(self.features) > MAX_LEVELS:
+            raise ValueError(
+                f"features has {len(self.features)} levels, more than {MAX_LEVELS}; "
+                "e.g. (16, 32, 64, 128)"
+            )
         features = tuple(self.features) or _DEFAULT_FEATURES[self.name]
         for value in features:
-            _int_at_least("every entry of features", value, 2)
+            _int_in("every entry of features", value, 2, MAX_WIDTH)
         object.__setattr__(self, "features", features)
         _choice("norm", self.norm, _NORMS_BY_MODEL[self.name], model=self.name)
         _choice("upsample", self.upsample, _UPSAMPLES_BY_MODEL[self.name], model=self.name)
@@ -236,9 +245,9 @@ def _choice(field: str, value: object, allowed: tuple[str, ...], *, model: str =
         raise ValueError(f"{field} must be one of {list(allowed)}{where}, got {value!r}")
 
 
-def _int_at_least(field: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}")
+def _int_in(field: str, value: object, minimum: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"{field} must be an integer in [{minimum}, {maximum}], got {value!r}")
 
 
 __all__ = [
