@@ -22,6 +22,7 @@ from gliomaseg.errors import (
     InputError,
     failure_line,
     failure_message,
+    one_line,
 )
 
 log = logging.getLogger("gliomaseg")
@@ -205,14 +206,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LineFormatter(logging.Formatter):
+    """Log records as the CLI's own lines: ``gliomaseg: error: ...``, ``gliomaseg: ...``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = {
+            logging.ERROR: "error: ",
+            logging.CRITICAL: "error: ",
+            logging.WARNING: "warning: ",
+        }
+        text = f"gliomaseg: {level.get(record.levelno, '')}{one_line(record.getMessage())}"
+        if record.exc_info and record.levelno <= logging.DEBUG:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gliomaseg`` console script; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
     logging.basicConfig(
         level=logging.DEBUG if args.verbose or args.debug else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
+        force=True,
     )
     if not getattr(args, "func", None):
         parser.print_help()

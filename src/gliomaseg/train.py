@@ -32,6 +32,7 @@ from gliomaseg.data import (
     PreparedCases,
     SliceDataset,
 )
+from gliomaseg.errors import InputError
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.prepare import load_index, open_case
@@ -205,9 +206,12 @@ def resolve_data(data: str | Path, run_dir: Path, *, progress: bool, name: str =
 
     cache = run_dir / name
     result = prepare_dataset(data, cache, progress=progress)
-    if result.failures:
-        for path, msg in result.failures:
-            log.error("skipped %s: %s", path, msg)
+    if not result.n_cases and len(result.failures) == 1:
+        raise InputError(result.failures[0][1])  # the one case's own error, said once
+    for path, msg in result.failures:
+        log.error("skipped %s: %s", path, msg)
+    if not result.n_cases:
+        raise InputError(f"{data}: no usable case to train on (see the errors above); fix the data")
     return cache
 
 
@@ -399,8 +403,14 @@ def train(
     for source in (data, config.extra_data):  # before anything is written
         if source is not None and not Path(source).exists():
             raise FileNotFoundError(f"{source}: no such file or folder; check the path")
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = resolve_data(data, run_dir, progress=progress and rank == 0)
+    try:
+        cache = resolve_data(data, run_dir, progress=progress and rank == 0)
+    except BaseException:
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # no empty run folder left behind by bad data
+        raise
     channels, modalities = _channels(cache, config)
     train_ids, val_ids = _split(cache, config)
     extra: tuple[Path, list[int], list[str]] | None = None

