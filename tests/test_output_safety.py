@@ -310,3 +310,21 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     assert main(["inspect", str(tmp_path)]) == 2
     with pytest.raises(KeyError):
         main(["--debug", "inspect", str(tmp_path)])
+
+
+def test_lgg_predictions_beside_the_slices_do_not_make_the_patient_unreadable(tmp_path):
+    """Older versions could write ``<slice>_pred.tif`` into a patient folder."""
+    import tifffile
+
+    from gliomaseg.io.layouts import find_cases, read_case
+
+    synth = make_case(
+        rng=np.random.default_rng(3),
+        case_id="TCGA_CS_4941_19960909",
+        template="phantom",
+        shape=(16, 16, 4),
+    )
+    folder = write_layout(synth, tmp_path, layout="lgg-tiff")
+    tifffile.imwrite(folder / "TCGA_CS_4941_19960909_2_pred.tif", np.zeros((16, 16), np.uint8))
+    (ref,) = find_cases(folder)
+    assert read_case(ref).shape[2] == 4

@@ -34,7 +34,7 @@ from gliomaseg.data import (
 )
 from gliomaseg.errors import InputError
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
-from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.io.atomic import remove_orphans, write_json_atomic
 from gliomaseg.prepare import load_index, open_case
 from gliomaseg.runs import (
     RunState,
@@ -383,6 +383,8 @@ def train(
     run_dir = Path(run_dir)
     rank, world = dist_info()
     if resume:
+        remove_orphans(run_dir / "checkpoints")  # half-written checkpoints of a killed run
+        remove_orphans(run_dir)
         ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
         config = TrainConfig.from_dict(ckpt["train_config"])
         data = ckpt["data"]

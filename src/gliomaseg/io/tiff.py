@@ -44,6 +44,8 @@ def list_slices(folder: Path) -> list[tuple[int, Path, Path | None]]:
     images: dict[int, Path] = {}
     masks: dict[int, Path] = {}
     for p in folder.glob("*.tif"):
+        if p.stem.endswith("_pred") and _SLICE.match(p.stem[: -len("_pred")]):
+            continue  # a prediction gliomaseg segment wrote (older versions wrote them here)
         m = _SLICE.match(p.stem)
         if m is None:
             raise InputError(
