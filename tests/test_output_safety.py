@@ -328,3 +328,43 @@ def test_lgg_predictions_beside_the_slices_do_not_make_the_patient_unreadable(tm
     tifffile.imwrite(folder / "TCGA_CS_4941_19960909_2_pred.tif", np.zeros((16, 16), np.uint8))
     (ref,) = find_cases(folder)
     assert read_case(ref).shape[2] == 4
+
+
+def test_read_only_output_folder_is_one_line_even_for_root(
+    dataset, tmp_path, model_path, capsys, monkeypatch
+):
+    """Root ignores modes, so the permission check is simulated: the message is the point."""
+    out = tmp_path / "ro"
+    out.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == out else real_access(p, m))
+    code = main(
+        ["segment", str(dataset), "-o", str(out), "--model", str(model_path), "--no-progress"]
+    )
+    assert code == 2
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert str(out) in line and "not writable" in line
+    assert list(out.iterdir()) == []
+
+
+def test_disk_full_is_one_line_per_case_and_leaves_no_partial_file(
+    dataset, tmp_path, model_path, capsys, monkeypatch
+):
+    import errno
+
+    import gliomaseg.io.nifti as nifti_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]))
+
+    monkeypatch.setattr(nifti_module, "write_nifti", full)
+    out = tmp_path / "out"
+    code = main(
+        ["segment", str(dataset), "-o", str(out), "--model", str(model_path), "--no-progress"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in _error_lines(err) if ln.startswith("gliomaseg: error:")]
+    assert len(lines) == 2 and all("no space left on the device" in ln for ln in lines)
+    assert not list(out.glob("*_seg.nii.gz")) and not list(out.glob("*_summary.json"))
+    assert not list(out.glob(f"{TMP_PREFIX}*"))
