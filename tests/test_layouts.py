@@ -84,7 +84,7 @@ def test_nnunet_files_without_dataset_json_are_refused_not_guessed(tmp_path, pha
     if flat:  # the images alone, in a folder of their own
         target = tmp_path / "case"
         (tmp_path / "ds" / "imagesTr").rename(target)
-    with pytest.raises(InputError, match="no .*dataset.json.*will not guess") as info:
+    with pytest.raises(InputError, match=r"no .*dataset\.json.*will not guess") as info:
         find_cases(tmp_path / "ds" if not flat else target)
     message = str(info.value)
     assert "\n" not in message and str(target) in message
@@ -98,7 +98,7 @@ def test_nnunet_files_without_dataset_json_are_refused_not_guessed(tmp_path, pha
 def test_nnunet_dataset_json_without_channel_names_is_refused(tmp_path, phantom):
     write_layout(phantom, tmp_path, layout="nnunet")
     (tmp_path / "dataset.json").write_text(json.dumps({"name": "x", "labels": {}}))
-    with pytest.raises(InputError, match="no 'channel_names'.*dataset.json"):
+    with pytest.raises(InputError, match=r"no 'channel_names'.*dataset\.json"):
         find_cases(tmp_path)
 
 
