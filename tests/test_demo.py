@@ -45,3 +45,28 @@ def test_demo_refuses_a_folder_without_one_case(tmp_path, capsys):
     assert code == 2
     assert "empty" in capsys.readouterr().err
     assert not (tmp_path / "out" / "segmentation").exists()
+
+
+def test_demo_on_an_lgg_patient_uses_the_lgg_model_and_completes(tmp_path, capsys):
+    """It used to stop at the report step: LGG references are TIFF masks, not one NIfTI."""
+    from gliomaseg.segment import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "lgg.pt").exists():
+        pytest.skip(f"no bundled 'lgg' model in {WEIGHTS_DIR}")
+    synth = make_case(
+        rng=np.random.default_rng(43),
+        case_id="TCGA_CS_4942_19970222",
+        template="phantom",
+        shape=(48, 48, 6),
+        tumour_radius_mm=10.0,
+    )
+    patient = write_layout(synth, tmp_path / "in", layout="lgg-tiff")
+    out = tmp_path / "demo"
+    args = ["demo", "--case", str(patient), "-o", str(out), "--device", "cpu"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert (out / "segmentation" / f"{patient.name}_summary.json").exists()
+    assert "Dice against the case's labels: tumour" in printed
+    report = out / "report" / f"{patient.name}.html"
+    assert report.exists() and report.stat().st_size > 10_000
+    assert "reference" in report.read_text()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gliomaseg.case import MODALITIES
+from gliomaseg.errors import InputError
 from gliomaseg.geometry import to_canonical
 from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
 from gliomaseg.io.output import write_segmentation
@@ -63,6 +64,65 @@ def test_nnunet_channel_map_comes_from_dataset_json(tmp_path, phantom):
     image, _, _ = _truth(phantom)
     np.testing.assert_allclose(case.channels(("flair",))[0], image[0], rtol=1e-6)
     np.testing.assert_allclose(case.channels(("t2",))[0], image[3], rtol=1e-6)
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("gliomaseg: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["imagesTr", "flat folder"])
+def test_nnunet_files_without_dataset_json_are_refused_not_guessed(tmp_path, phantom, capsys, flat):
+    """nnU-Net's own BraTS conversion writes T1, T1ce, T2, FLAIR: MSD order would be wrong."""
+    from gliomaseg.cli import main
+
+    order = ("t1", "t1ce", "t2", "flair")
+    write_layout(phantom, tmp_path / "ds", layout="nnunet", channel_order=order)
+    (tmp_path / "ds" / "dataset.json").unlink()
+    target = tmp_path / "ds" / "imagesTr"
+    if flat:  # the images alone, in a folder of their own
+        target = tmp_path / "case"
+        (tmp_path / "ds" / "imagesTr").rename(target)
+    with pytest.raises(InputError, match=r"no .*dataset\.json.*will not guess") as info:
+        find_cases(tmp_path / "ds" if not flat else target)
+    message = str(info.value)
+    assert "\n" not in message and str(target) in message
+    assert "channel_names" in message and "gliomaseg-layout.json" in message
+    args = ["segment", str(target), "-o", str(tmp_path / "out"), "--model", "brats"]
+    assert main([*args, "--no-progress"]) == 2
+    assert "dataset.json" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_nnunet_dataset_json_without_channel_names_is_refused(tmp_path, phantom):
+    write_layout(phantom, tmp_path, layout="nnunet")
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "x", "labels": {}}))
+    with pytest.raises(InputError, match=r"no 'channel_names'.*dataset\.json"):
+        find_cases(tmp_path)
+
+
+def test_msd_4d_images_keep_the_decathlon_order_or_their_dataset_json(tmp_path, phantom):
+    written = write_layout(phantom, tmp_path, layout="msd")
+    image, _, _ = _truth(phantom)
+    (tmp_path / "dataset.json").unlink()  # Task01's own order: FLAIR, T1w, T1gd, T2w
+    case = read_case(find_cases(tmp_path)[0])
+    assert case.modalities == MODALITIES
+    np.testing.assert_allclose(case.channels(("flair",))[0], image[0], rtol=1e-6)
+    # A dataset.json that names the channels is followed (here: a deliberately odd order).
+    names = {"0": "T2w", "1": "T1w", "2": "t1gd", "3": "FLAIR"}
+    (tmp_path / "dataset.json").write_text(json.dumps({"modality": names}))
+    case = read_case(find_cases(tmp_path)[0])
+    np.testing.assert_allclose(case.channels(("t2",))[0], image[0], rtol=1e-6)
+    np.testing.assert_allclose(case.channels(("flair",))[0], image[3], rtol=1e-6)
+    # Outside imagesTr/imagesTs a 4D file has no documented order: refused when read.
+    loose = tmp_path / "elsewhere" / "Case_001.nii.gz"
+    loose.parent.mkdir()
+    written.rename(loose)
+    (ref,) = find_cases(loose)
+    assert ref.layout == "nifti-file"
+    with pytest.raises(InputError, match="4D image with 4 volumes outside an MSD imagesTr"):
+        read_case(ref)
 
 
 def test_h5_slices_read_as_2d_cases_with_patient_ids(tmp_path):

@@ -14,7 +14,7 @@ from gliomaseg.io.layouts import discover, read_case
 from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.writers import write_layout
 from gliomaseg.labels import ED, ET, NCR
-from gliomaseg.postprocess import PostprocessConfig, postprocess
+from gliomaseg.postprocess import SKIPPED_2D, PostprocessConfig, postprocess
 from gliomaseg.synthetic import make_case
 from gliomaseg.targets import TARGETS
 
@@ -70,6 +70,8 @@ def test_postprocess_thresholds_in_ml(
     out, record = postprocess(label, voxel_ml=VOXEL_ML, config=config)
     assert record == {
         **config.to_dict(),
+        "applied": config != PostprocessConfig(),
+        "skipped": None,
         "components_removed": removed,
         "et_relabelled_voxels": relabelled,
     }
@@ -153,3 +155,36 @@ def test_segment_postprocessing_uses_the_case_spacing(
 def _region_probs(label: np.ndarray) -> np.ndarray:
     """(3, X, Y, Z) 0/1 WT, TC, ET probabilities of internal codes."""
     return np.stack([label > 0, np.isin(label, (NCR, ET)), label == ET]).astype(np.float32)
+
+
+# ------------------------------------------------------------------ 2D input: no volume
+
+
+def test_one_slice_is_not_filtered_and_a_volume_is() -> None:
+    """The model card's 10 mL rule removes a whole tumour seen in one slice; not any more.
+
+    A 30 x 30 pixel tumour with an 8-pixel ET core at 1 mm^3 is 0.9 mL in one slice: under
+    10 mL (and ET under 1 mL), yet it is all the slice shows. Stacked into 20 slices it is a
+    18 mL volume next to a 0.9 mL speck that the rule does remove.
+    """
+    config = PostprocessConfig(min_component_ml=10.0, et_to_ncr_below_ml=1.0)
+    plane = np.zeros((64, 64), dtype=np.uint8)
+    plane[10:40, 10:40] = ED
+    plane[20:22, 20:24] = ET
+    for shape in ((64, 64, 1), (1, 64, 64)):  # a slice, whichever axis is the thin one
+        label = plane.reshape(shape)
+        out, record = postprocess(label, voxel_ml=0.001, config=config)
+        np.testing.assert_array_equal(out, label)
+        assert record["skipped"] == SKIPPED_2D and record["applied"] is False
+        assert record["skipped"].startswith("skipped: 2D input")
+        assert record["components_removed"] == record["et_relabelled_voxels"] == 0
+        assert record["min_component_ml"] == 10.0  # what the card asked for, still recorded
+
+    volume = np.repeat(plane[:, :, None], 20, axis=2)
+    volume[50:53, 50:53, 5:15] = ED  # 90 voxels: 0.09 mL, a speck to remove
+    out, record = postprocess(volume, voxel_ml=0.001, config=config)
+    assert record["applied"] is True and record["skipped"] is None
+    assert record["components_removed"] == 1
+    assert not out[50:53, 50:53].any() and (out[10:40, 10:40] > 0).all()
+    assert record["et_relabelled_voxels"] == 160  # 0.16 mL of ET, under 1 mL: now NCR
+    assert not (out == ET).any()

@@ -375,3 +375,48 @@ def test_tta_flag_reaches_inference_and_probabilities_match_the_summary(
         np.testing.assert_allclose(per_slice, recorded, atol=0.5 / 255 + 1e-4)
     assert seen == [False, True]
     assert np.abs(maps[True] - maps[False]).max() > 2 / 255  # the flips changed something
+
+
+def _lgg_patient(tmp_path: Path) -> Path:
+    """A synthetic LGG TIFF patient (pre-contrast, FLAIR, post-contrast slices + masks)."""
+    synth = make_case(
+        rng=np.random.default_rng(41),
+        case_id="TCGA_CS_4941_19960909",
+        template="phantom",
+        shape=(48, 48, 6),
+        tumour_radius_mm=10.0,
+    )
+    return write_layout(synth, tmp_path / "lgg", layout="lgg-tiff")
+
+
+def _bundled_or_skip(*names: str) -> None:
+    from gliomaseg.segment import WEIGHTS_DIR
+
+    for name in names:
+        if not (WEIGHTS_DIR / f"{name}.pt").exists():
+            pytest.skip(f"no bundled '{name}' model in {WEIGHTS_DIR}")
+
+
+def test_segment_without_model_picks_lgg_for_an_lgg_folder_and_says_so(tmp_path, capsys):
+    _bundled_or_skip("lgg")
+    patient = _lgg_patient(tmp_path)
+    out = tmp_path / "out"
+    assert main(["segment", str(patient), "-o", str(out), "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["gliomaseg: using the bundled lgg model for LGG TIFF input"]
+    summary = json.loads((out / f"{patient.name}_summary.json").read_text())
+    assert Path(summary["model"]).name == "lgg.pt"
+    assert len(list((out / patient.name).glob("*_pred.tif"))) == 6
+
+
+def test_segment_with_a_model_that_does_not_fit_says_which_does(tmp_path, capsys):
+    _bundled_or_skip("brats", "lgg")
+    patient = _lgg_patient(tmp_path)
+    out = tmp_path / "out"
+    args = ["segment", str(patient), "-o", str(out), "--model", "brats", "--device", "cpu"]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if "error:" in ln]
+    assert str(patient) in line and "no t2" in line and "--model lgg" in line
+    assert "1 case(s) failed" in err  # the batch's closing line
+    assert not (out / f"{patient.name}_seg.nii.gz").exists()

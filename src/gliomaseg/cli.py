@@ -107,7 +107,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("segment", help="segment cases: masks in the input geometry + summaries")
     p.add_argument("inputs", type=Path, nargs="+", help="case folders, parent folders, LGG folders")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--model", default="brats", help="bundled model name or checkpoint path")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="bundled model name or checkpoint path (default: chosen from the input's "
+        "modalities: lgg for LGG TIFF folders, else brats)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--tta", action="store_true", help="average over in-plane flips")
     p.add_argument(
@@ -123,13 +128,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "--min-component-ml",
         type=float,
         default=None,
-        help="drop smaller components (default: the model card's recommendation)",
+        help="drop smaller components (default: the model card's recommendation; 3D input only)",
     )
     p.add_argument(
         "--et-to-ncr-below-ml",
         type=float,
         default=None,
-        help="relabel ET as NCR below this volume (default: the model card's recommendation)",
+        help="relabel ET as NCR below this volume (default: the model card's; 3D input only)",
     )
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     p.add_argument("--overwrite", action="store_true", help="redo cases that have outputs")

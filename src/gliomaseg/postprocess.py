@@ -30,20 +30,45 @@ class PostprocessConfig:
         return asdict(self)
 
 
+#: Why volume thresholds are not applied to one slice (recorded in the summary).
+SKIPPED_2D = (
+    "skipped: 2D input (one slice): the thresholds are volumes (mL) and a single slice has "
+    "no volume; no component filtering or ET relabelling was applied"
+)
+
+
+def is_single_slice(label: np.ndarray) -> bool:
+    """True for 2D input: an (X, Y, Z) grid with a size-1 axis (HDF5 or 2D NIfTI slices)."""
+    return label.ndim < 3 or min(label.shape) == 1
+
+
 def postprocess(
     label: np.ndarray, *, voxel_ml: float, config: PostprocessConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Apply :class:`PostprocessConfig` to (X, Y, Z) internal codes.
 
+    Both rules are volumes (mL), so they apply only where a volume exists: on 2D input
+    (one slice, see :func:`is_single_slice`) nothing is changed and the record says why. A
+    slice's "volume" is its area times the slice thickness, which has nothing to do with the
+    tumour's 3D size: the model card's 10 mL would remove a whole tumour seen in one slice,
+    and there is no principled per-slice area to convert it to, so 2D input is not filtered.
+
     Returns:
-        (cleaned label, record of what changed: components removed, voxels relabelled).
+        (cleaned label, record: the thresholds, ``applied`` (whether they were used),
+        ``skipped`` (why not, else None), components removed, voxels relabelled).
     """
     out = label.copy()
+    active = config.min_component_ml > 0 or config.et_to_ncr_below_ml > 0
+    skipped = SKIPPED_2D if active and is_single_slice(label) else None
     record: dict[str, Any] = {
         **config.to_dict(),
+        "applied": active and skipped is None,
+        "skipped": skipped,
         "components_removed": 0,
         "et_relabelled_voxels": 0,
     }
+    if skipped is not None:
+        return out, record
     if config.min_component_ml > 0:
         comps, n = ndimage.label(out > 0, structure=np.ones((3, 3, 3)))
         if n:

@@ -26,13 +26,18 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.case import Case
-from gliomaseg.errors import failure_message
+from gliomaseg.errors import InputError, failure_message
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
-from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes, tumour_geometry
+from gliomaseg.postprocess import (
+    PostprocessConfig,
+    postprocess,
+    region_volumes,
+    tumour_geometry,
+)
 from gliomaseg.prepare import model_input
 from gliomaseg.preprocess import uncrop
 from gliomaseg.runs import resolve_device
@@ -109,6 +114,57 @@ def postprocess_config(seg: Segmenter, config: SegmentConfig) -> PostprocessConf
     if config.postprocess is not None:
         return config.postprocess
     return PostprocessConfig(**seg.meta.get("postprocess", {}))
+
+
+#: What each bundled model is chosen for when ``--model`` is not given (in stderr lines).
+_INPUT_KINDS = {"lgg": "LGG TIFF input", "brats": "four-modality (FLAIR, T1, T1c, T2) input"}
+
+
+def default_model(ref: CaseRef) -> str:
+    """The bundled model that fits a case's modalities when the user names none.
+
+    LGG TIFF stacks hold pre-contrast, FLAIR and post-contrast (no T2): the ``lgg`` model;
+    every other layout gives the four BraTS modalities: ``brats``.
+    """
+    return "lgg" if ref.layout == "lgg-tiff" else "brats"
+
+
+def check_model_fits(case: Case, seg: Segmenter, ref: CaseRef) -> None:
+    """Refuse a model that needs a modality the case lacks, suggesting a bundled one that fits.
+
+    Raises:
+        InputError: one line naming the case, the missing modalities and the fix.
+    """
+    missing = [m for m in seg.modalities if m not in case.modalities]
+    if not missing:
+        return
+    fits = [
+        name
+        for name, mods in bundled_modalities().items()
+        if mods and set(mods) <= set(case.modalities)
+    ]
+    fix = (
+        f"use --model {fits[0]} (or leave --model out: the bundled model that fits is chosen)"
+        if fits
+        else "pass a model trained on the modalities the case has (--model CHECKPOINT)"
+    )
+    raise InputError(
+        f"{ref.path}: the model {Path(seg.source).stem} needs {', '.join(seg.modalities)} but "
+        f"this {ref.layout} case has {', '.join(case.modalities)} (no {', '.join(missing)}); {fix}"
+    )
+
+
+def bundled_modalities() -> dict[str, tuple[str, ...]]:
+    """Bundled model name -> its input modalities, from the model cards."""
+    import json
+
+    out = {}
+    for card in sorted(WEIGHTS_DIR.glob("*.json")):
+        try:
+            out[card.stem] = tuple(json.loads(card.read_text()).get("input_channels", ()))
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 def resolve_model(model: str | Path) -> Path:
@@ -242,10 +298,13 @@ def segment_case(
     paths = outputs_for(ref, out.root, config)
     out.check_writable(*paths)
     case = read_case(ref, with_label=False)
+    check_model_fits(case, seg, ref)
     label, probs = predict_case(case, seg, config)
     label, record = postprocess(
         label, voxel_ml=case.voxel_volume_ml, config=postprocess_config(seg, config)
     )
+    if record["skipped"] and config.postprocess is not None:  # the user's own thresholds
+        log.warning("%s: postprocessing %s", ref.case_id, record["skipped"])
     summary = summarise(case, label, probs, seg, config, record)
     scheme = case.scheme if config.labels == "input" and case.scheme is not None else None
     if config.labels != "input":
@@ -301,12 +360,16 @@ def segment_inputs(
     inputs: list[Path],
     out_dir: Path,
     *,
-    model: str | Path,
+    model: str | Path | None,
     config: SegmentConfig,
     part: tuple[int, int] = (1, 1),
     progress: bool = True,
 ) -> BatchResult:
-    """Segment every case under ``inputs``; one bad case is recorded and the rest go on."""
+    """Segment every case under ``inputs``; one bad case is recorded and the rest go on.
+
+    ``model=None`` picks the bundled model per case from its modalities
+    (:func:`default_model`) and logs the choice.
+    """
     refs, bad = discover_all(inputs, cases_only=True)  # case ids unique across inputs
     result = BatchResult(failures=[(str(p), msg) for p, msg in bad])
     i, n = part
@@ -322,10 +385,15 @@ def segment_inputs(
             todo.append(ref)
     if not todo:
         return result
-    seg = Segmenter.load(model, device=config.device)
+    chosen = {ref.case_id: model if model is not None else default_model(ref) for ref in todo}
+    models = {}
+    for name in dict.fromkeys(chosen.values()):
+        if model is None:
+            log.info("using the bundled %s model for %s", name, _INPUT_KINDS.get(str(name), name))
+        models[name] = Segmenter.load(name, device=config.device)
     for ref in _track(todo, progress):
         try:
-            segment_case(ref, out, seg, config)
+            segment_case(ref, out, models[chosen[ref.case_id]], config)
             result.done.append(ref.case_id)
         except Exception as err:  # the per-case boundary: one bad case never stops a batch
             log.debug("%s failed", ref.path, exc_info=True)

@@ -15,7 +15,9 @@ Supported layouts (``layout`` names):
 ``brats2013-slices``   2D NIfTI slices ``<id>_{FLAIR,T1,T1C,T2,MASK,atropos_truth}_sliceN``
 ``named-nifti``        any per-modality NIfTI files whose names end in a modality word
 ``msd``                Decathlon Task01: one 4D ``imagesTr/<id>.nii.gz`` + ``labelsTr/<id>``
+                       (channels from ``dataset.json``, else FLAIR, T1w, T1gd, T2w)
 ``nnunet``             ``imagesTr/<id>_0000..0003.nii.gz`` + ``labelsTr`` + ``dataset.json``
+                       (required: without its channel names the order is refused)
 ``config``             any names, mapped by ``gliomaseg-layout.json`` (see :class:`LayoutConfig`)
 ``kaggle-h5``          ``volume_<V>_slice_<S>.h5`` (one case per slice, patient ``volume_V``)
 ``lgg-tiff``           ``<patient>/<patient>_<n>.tif`` + ``_<n>_mask.tif`` (one stack)
@@ -28,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -57,6 +59,8 @@ LAYOUT_CONFIG_NAME = "gliomaseg-layout.json"
 MSD_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 _GENERIC_FOLDER_NAMES = frozenset({"images", "image", "imgs", "anat"})
 _NNUNET = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
+#: Folders whose 4D images are Decathlon cases (a 4D file elsewhere has no channel order).
+_MSD_IMAGE_FOLDERS = frozenset({"imagesTr", "imagesTs"})
 
 
 @dataclass(frozen=True)
@@ -394,8 +398,9 @@ def _file_ref(path: Path) -> CaseRef:
     if m:
         return _nnunet_ref(path.parent, m.group("id"), labels_dir=path.parent.parent / "labelsTr")
     header = nifti.read_header(path)
-    if len(header.shape) == 4:
+    if len(header.shape) == 4 and path.parent.name in _MSD_IMAGE_FOLDERS:
         return _msd_ref(path)
+    # A 4D file elsewhere has no documented channel order: a loose file, refused when read.
     return CaseRef(stem(path), "nifti-file", path, patient=stem(path))
 
 
@@ -442,30 +447,58 @@ def _modality_folder_ref(folder: Path, typed: dict[Path, FileRole]) -> CaseRef:
 
 
 def _msd_ref(path: Path) -> CaseRef:
-    labels = path.parent.parent / "labelsTr" / path.name
+    """A Decathlon 4D image: channels from the dataset's ``dataset.json`` when it has one,
+    else the MSD Task01 definition (FLAIR, T1w, T1gd, T2w): the dataset's own documented
+    order, not a guess."""
+    root = path.parent.parent
+    labels = root / "labelsTr" / path.name
+    channels = _channel_map(root) if (root / "dataset.json").exists() else MSD_CHANNELS
     return CaseRef(
         stem(path),
         "msd",
         path,
         label=labels if labels.exists() else None,
         scheme="msd",
-        channels=MSD_CHANNELS,
+        channels=channels,
         patient=stem(path),
     )
 
 
-def _channel_map(dataset_dir: Path) -> tuple[str, ...]:
-    """nnU-Net channel names from ``dataset.json`` (v2 ``channel_names`` or v1 ``modality``)."""
+_CHANNEL_NAMES_FIX = (
+    'add dataset.json with "channel_names" in your files\' order (e.g. {"0": "T1", "1": "T1ce", '
+    f'"2": "T2", "3": "FLAIR"}}) to the dataset folder, or describe each case in {LAYOUT_CONFIG_NAME}'
+)
+
+
+def _channel_map(dataset_dir: Path, images: Path | None = None) -> tuple[str, ...]:
+    """nnU-Net channel names from ``dataset.json`` (v2 ``channel_names`` or v1 ``modality``).
+
+    Raises:
+        InputError: no ``dataset.json``, or one without channel names. nnU-Net numbers the
+            channels ``_0000``, ``_0001``... in whatever order the dataset's converter chose
+            (its own BraTS 2021 conversion: T1, T1ce, T2, FLAIR; the MSD: FLAIR, T1w, T1gd,
+            T2w), so reading them in a fixed order would be a guess.
+    """
     dj = dataset_dir / "dataset.json"
     if not dj.exists():
-        return MSD_CHANNELS
+        raise InputError(
+            f"{images or dataset_dir}: nnU-Net-style images (<id>_0000.nii.gz...) but no {dj}, so "
+            "which file is which modality is unknown (nnU-Net's BraTS conversion uses T1, T1ce, "
+            f"T2, FLAIR; the MSD uses FLAIR, T1w, T1gd, T2w) and gliomaseg will not guess; "
+            f"{_CHANNEL_NAMES_FIX}"
+        )
     try:
         raw = json.loads(dj.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"{dj}: cannot read dataset.json ({err}); fix the JSON") from None
-    names = raw.get("channel_names") or raw.get("modality") or {}
+    names = raw.get("channel_names") or raw.get("modality") if isinstance(raw, dict) else None
+    if not isinstance(names, dict) or not names:
+        raise InputError(
+            f"{dj}: no 'channel_names' (or 'modality') mapping, so which file is which modality "
+            f"is unknown; {_CHANNEL_NAMES_FIX}"
+        )
     out = []
-    for key in sorted(names, key=int):
+    for key in sorted(names, key=_channel_index(dj)):
         token = re.sub(r"[^a-z0-9]", "", str(names[key]).lower())
         if token not in MODALITY_ALIASES:
             raise InputError(
@@ -473,11 +506,23 @@ def _channel_map(dataset_dir: Path) -> tuple[str, ...]:
                 f"({sorted(set(MODALITY_ALIASES))}); rename it in channel_names"
             )
         out.append(MODALITY_ALIASES[token])
-    return tuple(out) or MSD_CHANNELS
+    return tuple(out)
+
+
+def _channel_index(dj: Path) -> Callable[[str], int]:
+    def index(key: str) -> int:
+        try:
+            return int(key)
+        except ValueError:
+            raise InputError(
+                f'{dj}: channel key \'{key}\' is not a number; use "0", "1"... in channel_names'
+            ) from None
+
+    return index
 
 
 def _nnunet_ref(images_dir: Path, case_id: str, *, labels_dir: Path) -> CaseRef:
-    channels = _channel_map(images_dir.parent)
+    channels = _channel_map(images_dir.parent, images_dir)
     images: dict[str, Path] = {}
     for k, modality in enumerate(channels):
         p = images_dir / f"{case_id}_{k:04d}.nii.gz"
@@ -694,10 +739,30 @@ def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
 def _read_h5(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     image, label, affine = hdf5.read_h5_slice(ref.path, read_mask=with_label)
     scheme = get_scheme(override or "brats2020")
-    case = _canonical_case(ref, image, label, None, affine, scheme, modalities=hdf5.H5_CHANNELS)
+    brain = _h5_brain(image)
+    case = _canonical_case(ref, image, label, brain, affine, scheme, modalities=hdf5.H5_CHANNELS)
     case.source = {"image": str(ref.path)}
     case.meta["intensity"] = "z-scored per slice over the whole slice (Kaggle preprocessing)"
     return case
+
+
+def _h5_brain(image: np.ndarray) -> np.ndarray | None:
+    """(X, Y, 1) brain of a Kaggle slice: pixels differing from the background in any channel.
+
+    The Kaggle export z-scored each slice over the whole slice, so the zero background became
+    one negative constant per channel and "nonzero" no longer finds the brain: statistics and
+    the crop would then include the background, unlike training (measured on the 50 real
+    slices with the bundled ``brats`` model: mean WT Dice 0.49 without this mask, 0.69 with
+    it). The background value is each channel's most frequent value; a slice where no value
+    fills at least 1% of the pixels has no constant background, and None is returned.
+    """
+    brain = np.zeros(image.shape[1:], dtype=bool)
+    for chan in image:
+        values, counts = np.unique(chan, return_counts=True)
+        if counts.max() < 0.01 * chan.size:
+            return None
+        brain |= chan != values[np.argmax(counts)]
+    return brain if brain.any() else None
 
 
 #: LGG TIFFs carry no geometry: we assume 1 mm pixels and 1 mm slices, and say so.
@@ -737,6 +802,13 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
     """A lone NIfTI: a label map when its values are few integers, else one image."""
     raw, affine = nifti.read_label(ref.path)
     raw = raw[..., None] if raw.ndim == 2 else raw
+    if raw.ndim == 4:
+        raise InputError(
+            f"{ref.path}: 4D image with {raw.shape[-1]} volumes outside an MSD imagesTr/imagesTs "
+            "folder, so which volume is which modality is unknown; split it into "
+            f"<id>_flair/_t1/_t1ce/_t2.nii.gz files, or put it in <dataset>/imagesTr/ with a "
+            "dataset.json naming its channels"
+        )
     if raw.ndim != 3:
         raise InputError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
     if _looks_like_labels(raw) or override:

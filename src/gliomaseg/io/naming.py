@@ -9,6 +9,12 @@ that word is the case id. Words inside the id never count, so a case may be call
 (``UPENN-GBM-00055_11_T1GD``, ``..._automated_approx_segm``), TCGA skull-stripped exports
 (``TCGA-DU-7294_fla_bet``), BraTS 2013 (``Flair_subtrMeanDivStd``, ``OTMultiClass``) and
 single-slice BraTS 2013 exports (``BRATS_HG0005_T1C_slice95``).
+
+This is not a guess at channel order: every file names its own modality, and a name whose
+role word is not in the tables is an error, never a modality. Orders that files do not
+state (nnU-Net ``_0000``... numbers, 4D volumes) come only from a ``dataset.json`` or, for
+Decathlon ``imagesTr``/``imagesTs`` 4D files without one, the Decathlon's definition (see
+:mod:`gliomaseg.io.layouts`).
 """
 
 from __future__ import annotations

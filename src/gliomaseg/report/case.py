@@ -208,6 +208,8 @@ def _overview(files: CaseFiles, volumes: CaseVolumes) -> Section:
 def _postprocessing_text(record: Any) -> str | None:
     if not isinstance(record, dict):
         return None
+    if record.get("skipped"):
+        return str(record["skipped"])
     return (
         f"components under {fmt(record.get('min_component_ml'))} mL removed: "
         f"{record.get('components_removed', 0)}; enhancing relabelled below "

@@ -224,8 +224,9 @@ def load_volumes(
     if files.probs is not None:
         _load_probs(files.probs, out)
     if reference is not None:
-        ref_file = _reference_file(Path(reference), files.case_id)
-        ref, _, _ = read_labels(ref_file, hint=reference_scheme or hint, force=reference_scheme)
+        ref, ref_file = _reference_labels(
+            Path(reference), files.case_id, hint=reference_scheme or hint, force=reference_scheme
+        )
         grid = (
             out.prediction if out.prediction is not None else next(iter(out.images.values()), None)
         )
@@ -255,16 +256,29 @@ def read_labels(
     return np.asarray(codes, dtype=np.uint8), canon_affine, scheme
 
 
-def _reference_file(path: Path, case_id: str) -> Path:
+def _reference_labels(
+    path: Path, case_id: str, *, hint: str | None, force: str | None
+) -> tuple[NDArray[np.uint8], Path]:
+    """The reference as canonical internal codes, and the file or folder it came from.
+
+    A label NIfTI, or a folder holding the case: its label file, or for layouts whose labels
+    are not one NIfTI (LGG TIFF masks, HDF5 masks) the label ``read_case`` assembles.
+    """
     if path.is_file():
-        return path
+        return read_labels(path, hint=hint, force=force)[0], path
     if not path.exists():
         raise ValueError(f"{path}: no such reference file or folder; check --reference")
-    from gliomaseg.io.layouts import find_cases
+    from gliomaseg.io.layouts import find_cases, read_case
 
     for ref in find_cases(path):
-        if ref.case_id == case_id and ref.label is not None:
-            return ref.label
+        if ref.case_id != case_id:
+            continue
+        if ref.label is not None:
+            return read_labels(ref.label, hint=hint, force=force)[0], ref.label
+        if ref.layout in ("lgg-tiff", "kaggle-h5"):
+            case = read_case(ref, label_scheme=force)
+            if case.label is not None:
+                return np.asarray(case.label, dtype=np.uint8), ref.path
     raise ValueError(
         f"{path}: holds no label map for case '{case_id}'; pass the case's segmentation file "
         "with --reference"
