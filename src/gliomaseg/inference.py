@@ -144,7 +144,10 @@ def predict_volume_3d(
 
 
 def fuse_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold eval-mode batch norm into the preceding convolution of MONAI ``Convolution`` blocks.
+    """Fold eval-mode batch norm into the preceding convolution of ``Convolution`` blocks.
+
+    Blocks are MONAI's ``Convolution`` or :class:`gliomaseg.models.plain_unet.Convolution`
+    (the same structure: a ``conv`` then an ``adn`` whose first layer is the norm).
 
     For inference only (uses the running statistics): each fused block computes the same
     function with one operation less. Blocks whose normalisation is not batch norm directly
