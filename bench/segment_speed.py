@@ -14,7 +14,11 @@ Two pipelines segment the same case with the same network and weights:
 
 One case is segmented ``--repeats`` times in a warm process (the model loaded once);
 median and minimum seconds per case are reported with the CPU time, model load time, and
-the cold start of the process (interpreter + imports + load + first case). Each pipeline
+the cold start of the process (interpreter + imports + load + first case). Beside them,
+``gliomaseg_cli_cold`` is what a user waits for: ``gliomaseg segment CASE -o OUT --model M``
+run ``--cold-runs`` times, each in a fresh process (``OMP_NUM_THREADS=--threads``, a new
+output folder each time), wall seconds best of N, with its ratio to the warm per-case time
+and to the MONAI reference's cold start (``--cold-runs 0`` skips it; ``--in-process`` too). Each pipeline
 runs in a fresh subprocess so its peak RSS is its own (``--in-process`` runs both in this
 process: faster, but RSS and cold start then mean nothing). Devices: CPU with ``--threads``
 threads, and CUDA too when present. Timings are reported, never asserted.
@@ -28,6 +32,7 @@ that is absent.
     python bench/segment_speed.py                     # CPU (+ CUDA), real case, 3 repeats
     python bench/segment_speed.py --profile 25        # plus a cProfile of gliomaseg's case
     python bench/segment_speed.py --amp --tta --model RUN/checkpoints/best.pt
+    python bench/segment_speed.py --model brats --case ../shared/data/brats/BraTS2021_00003
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ PIPELINES = ("gliomaseg", "monai")
 # Targets for CPU, 2 threads, one BraTS case, default 2D model (reported, never asserted).
 TARGET_SECONDS = 10.0
 TARGET_RSS_MB = 3e9 / 2**20  # 3 GB, in MiB like peak_rss_mb
+# Issue 14: one BraTS case end to end in a fresh `gliomaseg segment` process, 2 threads.
+TARGET_COLD_SECONDS = 5.0
 
 
 def _features(text: str) -> list[int]:
@@ -65,12 +72,25 @@ def _features(text: str) -> list[int]:
     return values
 
 
+def _model_path(text: str) -> Path:
+    """A checkpoint path, or the file of a bundled model name (without importing torch)."""
+    import gliomaseg
+
+    bundled = Path(gliomaseg.__file__).resolve().parent / "weights" / f"{text}.pt"
+    return bundled if not Path(text).exists() and bundled.is_file() else Path(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--case", type=Path, default=None, help="a BraTS case folder")
-    parser.add_argument("--model", type=Path, default=None, help="a gliomaseg checkpoint")
+    parser.add_argument(
+        "--model",
+        type=_model_path,
+        default=None,
+        help="a gliomaseg checkpoint, or a bundled model name (brats, lgg)",
+    )
     parser.add_argument(
         "--features",
         type=_features,
@@ -78,6 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="U-Net widths of the untrained default model (ignored with --model)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="cases timed per pipeline")
+    parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=3,
+        help="fresh 'gliomaseg segment' processes timed (best of N reported; 0: none)",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -101,8 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--spawned-at", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.repeats, args.batch_size, args.threads) < 1 or args.profile < 0:
-        parser.error("--repeats, --batch-size and --threads must be >= 1, --profile >= 0")
+    if (
+        min(args.repeats, args.batch_size, args.threads) < 1
+        or min(args.profile, args.cold_runs) < 0
+    ):
+        parser.error(
+            "--repeats, --batch-size and --threads must be >= 1, --profile and --cold-runs >= 0"
+        )
     if args.model is not None and not args.model.is_file():
         parser.error(f"--model {args.model}: no such checkpoint file")
     if args.case is not None and not args.case.is_dir():
@@ -399,19 +430,61 @@ def _rss_mb() -> float:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One pipeline on one device (in this process)."""
     start = time.perf_counter()
-    import monai  # noqa: F401  both pipelines need it: gliomaseg builds its U-Net from MONAI blocks
+    if args.worker == "monai":
+        import monai  # noqa: F401
     import torch
 
     imports_s = time.perf_counter() - start
     torch.set_num_threads(args.threads)
     device = args.worker_device
     run = run_gliomaseg if args.worker == "gliomaseg" else run_monai
+    result = run(args, device)
     return {
         "pipeline": args.worker,
         "device": device,
         "threads": args.threads,
-        "torch_and_monai_import_seconds": round(imports_s, 3),
-        **run(args, device),
+        "import_seconds": round(imports_s, 3),
+        # gliomaseg: MONAI only for the networks that need it (not the bundled residual U-Net)
+        "monai_imported": "monai" in sys.modules,
+        "transformers_imported": "transformers" in sys.modules,
+        **result,
+    }
+
+
+# --------------------------------------------------------------------------- cold CLI
+
+
+def cold_cli(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """Wall seconds of ``gliomaseg segment`` in a fresh process, ``--cold-runs`` times.
+
+    What a user waits for: interpreter start, imports, model load, one case read, segmented
+    and written. The CLI has no thread flag, so ``OMP_NUM_THREADS`` sets torch's threads.
+    """
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    command = [sys.executable, "-m", "gliomaseg", "segment", str(args.case), "--model"]
+    command += [str(args.model), "--device", device, "--batch-size", str(args.batch_size)]
+    command += ["--no-progress"] + ["--tta"] * args.tta
+    walls: list[float] = []
+    load_before = os.getloadavg()
+    for i in range(args.cold_runs):
+        out = args.out / f"cli_{device}_{i}"
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [*command, "-o", str(out)], capture_output=True, text=True, env=env, check=False
+        )
+        walls.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.splitlines()[-5:]}
+    return {
+        "command": "gliomaseg segment CASE -o OUT --model MODEL --no-progress (fresh process)",
+        "bf16_autocast": False,  # the CLI has no --amp
+        "seconds": {
+            "min": round(min(walls), 3),
+            "median": round(statistics.median(walls), 3),
+            "all": [round(w, 3) for w in walls],
+        },
+        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -465,15 +538,29 @@ def _in_process(args: argparse.Namespace, pipeline: str, device: str) -> dict[st
     return worker(sub)
 
 
-def compare(results: list[dict[str, Any]], device: str) -> dict[str, Any]:
-    """Both pipelines on one device, their time ratio and (CPU) the targets."""
+def compare(
+    results: list[dict[str, Any]], device: str, cold: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Both pipelines on one device, their time ratios and (CPU) the targets.
+
+    ``cold``: :func:`cold_cli`'s result for this device, or None when not measured.
+    """
     by = {r["pipeline"]: r for r in results if r["device"] == device}
     row: dict[str, Any] = {"device": device, **by}
-    if any("error" in r for r in by.values()):
+    if cold is not None:
+        row["gliomaseg_cli_cold"] = cold
+    if any("error" in r for r in [*by.values(), cold or {}]):
         return row
     ours, ref = by["gliomaseg"], by["monai"]
     ratio = ours["seconds_per_case"]["median"] / ref["seconds_per_case"]["median"]
     row["time_ratio_gliomaseg_to_monai"] = round(ratio, 3)
+    if cold is not None:
+        best = cold["seconds"]["min"]
+        row["cold_cli_to_warm_gliomaseg"] = round(best / ours["seconds_per_case"]["min"], 3)
+        if ref.get("cold_start_to_first_case_seconds"):
+            row["cold_cli_to_cold_monai_reference"] = round(
+                best / ref["cold_start_to_first_case_seconds"], 3
+            )
     if device == "cpu":
         row["targets"] = {
             "apply_to": "CPU, 2 threads, one BraTS case, the default 2D model",
@@ -483,6 +570,9 @@ def compare(results: list[dict[str, Any]], device: str) -> dict[str, Any]:
             "met_rss": ours["peak_rss_mb"] < TARGET_RSS_MB,
             "met_at_least_as_fast_as_monai": ratio <= 1.0,
         }
+        if cold is not None:
+            row["targets"]["cold_cli_seconds_at_most"] = TARGET_COLD_SECONDS
+            row["targets"]["met_cold_cli"] = cold["seconds"]["min"] <= TARGET_COLD_SECONDS
     return row
 
 
@@ -511,6 +601,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out = Path(tmp) / "out"
         run = _in_process if args.in_process else _spawn
         results = [run(args, p, d) for d in devices[args.device] for p in PIPELINES]
+        measure_cold = args.cold_runs > 0 and not args.in_process
+        colds = {d: cold_cli(args, d) if measure_cold else None for d in devices[args.device]}
     report = {
         "benchmark": "segment_speed",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -537,8 +629,9 @@ def main(argv: list[str] | None = None) -> None:
             "tta": args.tta,
             "reference_inferer": args.reference_inferer,
             "isolation": "in-process" if args.in_process else "one subprocess per pipeline",
+            "cold_runs": 0 if args.in_process else args.cold_runs,
         },
-        "results": [compare(results, d) for d in devices[args.device]],
+        "results": [compare(results, d, colds[d]) for d in devices[args.device]],
     }
     print(json.dumps(report, indent=2))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.inference import fuse_batch_norm, predict_volume
+from gliomaseg.inference import fuse_batch_norm, instance_norm_as_group_norm, predict_volume
 from gliomaseg.models import build_model
 from gliomaseg.targets import CODES, TARGETS
 
@@ -34,6 +34,39 @@ def test_fused_batch_norm_computes_the_same_function(name):
         fused = fuse_batch_norm(model)
         after = fused(x)
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("name", "dims"), [("residual_unet", 2), ("residual_unet", 3), ("unet", 2)]
+)
+def test_instance_norm_as_group_norm_computes_the_same_function(name, dims):
+    torch.manual_seed(0)
+    config = {"name": name, "spatial_dims": dims, "in_channels": 2, "out_channels": 3}
+    model = build_model({**config, "features": [4, 8, 16], "norm": "instance"}).eval()
+    with torch.no_grad():  # non-trivial affine parameters
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.instancenorm._InstanceNorm):
+                module.weight.normal_(1, 0.3)
+                module.bias.normal_(0, 0.3)
+    x = torch.randn(2, 2, *(12, 16, 20)[-dims:])
+    with torch.no_grad():
+        before = model(x)
+        swapped = instance_norm_as_group_norm(model)
+        if dims == 2:
+            swapped = swapped.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        after = swapped(x)
+    assert not any(
+        isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in swapped.modules()
+    )
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in swapped.modules())
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_instance_norm_with_running_statistics_is_left_alone():
+    norm = torch.nn.InstanceNorm2d(4, track_running_stats=True)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), norm)
+    assert instance_norm_as_group_norm(model)[1] is norm
 
 
 @pytest.mark.parametrize("name", ["regions", "multilabel", "binary"])

@@ -144,7 +144,10 @@ def predict_volume_3d(
 
 
 def fuse_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold eval-mode batch norm into the preceding convolution of MONAI ``Convolution`` blocks.
+    """Fold eval-mode batch norm into the preceding convolution of ``Convolution`` blocks.
+
+    Blocks are MONAI's ``Convolution`` or :class:`gliomaseg.models.plain_unet.Convolution`
+    (the same structure: a ``conv`` then an ``adn`` whose first layer is the norm).
 
     For inference only (uses the running statistics): each fused block computes the same
     function with one operation less. Blocks whose normalisation is not batch norm directly
@@ -170,4 +173,30 @@ def fuse_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
         transpose = isinstance(conv, torch.nn.ConvTranspose2d)
         module.conv = fuse_conv_bn_eval(conv, adn[0], transpose=transpose)
         adn[0] = torch.nn.Identity()
+    return model
+
+
+def instance_norm_as_group_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace instance norm by the same function as ``GroupNorm(C, C)``, for inference.
+
+    Instance norm is group norm with one channel per group. On the CPU torch's instance norm
+    is several times slower than its group norm, and on channels-last tensors it is the
+    slowest layer of the network (the bundled ``brats`` ensemble: 2.9 s vs 0.57 s for 16
+    slices of 144 x 176 on 2 threads). The outputs differ by rounding only (logits within
+    about 1e-4). Layers that use running statistics in eval mode are left alone.
+
+    Returns:
+        The same model, modified in place (shares the affine parameters).
+    """
+    norms = (torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if not isinstance(child, norms) or child.track_running_stats:
+                continue
+            group = torch.nn.GroupNorm(
+                child.num_features, child.num_features, eps=child.eps, affine=child.affine
+            )
+            if child.affine:
+                group.weight, group.bias = child.weight, child.bias
+            setattr(module, name, group)
     return model

@@ -89,10 +89,10 @@ class Segmenter:
 
         path = resolve_model(model)
         dev = resolve_device(device)
-        from gliomaseg.inference import fuse_batch_norm
+        from gliomaseg.inference import fuse_batch_norm, instance_norm_as_group_norm
 
         net, meta = load_model(path, device=dev)
-        net = fuse_batch_norm(net)
+        net = instance_norm_as_group_norm(fuse_batch_norm(net))
         if int(meta["model_config"].get("spatial_dims", 2)) == 2:
             net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return cls(

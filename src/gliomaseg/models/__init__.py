@@ -13,7 +13,8 @@ Importing this package does not import torch or MONAI (they load when a model is
 
 Submodules: :mod:`~gliomaseg.models.config` (configuration, input-size rules),
 :mod:`~gliomaseg.models.factory` (registry and builders),
-:mod:`~gliomaseg.models.networks` (the U-Net, the checking wrapper, encoder weights).
+:mod:`~gliomaseg.models.networks` (the U-Net, the checking wrapper, encoder weights),
+:mod:`~gliomaseg.models.plain_unet` (MONAI's residual U-Net in plain torch).
 """
 
 from __future__ import annotations

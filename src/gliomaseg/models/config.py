@@ -67,7 +67,9 @@ class ModelConfig:
     attention_unet   MONAI ``AttentionUnet``: attention gates on the skips; batch norm and
                      transposed convolutions only
     residual_unet    MONAI ``UNet`` with ``num_res_units`` residual units per level (strided
-                     conv down, transposed conv up, PReLU); transposed convolutions only
+                     conv down, transposed conv up, PReLU); transposed convolutions only;
+                     built by :mod:`gliomaseg.models.plain_unet` (the same network in plain
+                     torch, same weights' names, so inference needs no MONAI)
     resnet34_unet    MONAI ``FlexibleUNet`` with a ResNet-34 encoder (batch norm, always) and
                      a U-Net decoder; ``features``, ``norm``, ``dropout`` and ``upsample``
                      set the decoder; encoder weights only from a local file

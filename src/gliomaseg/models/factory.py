@@ -1,7 +1,8 @@
 """Build networks from a :class:`ModelConfig` through an explicit registry.
 
 torch and MONAI are imported inside the builders, so importing :mod:`gliomaseg.models`
-stays instant (the CLI reads model configs before it needs a network).
+stays instant (the CLI reads model configs before it needs a network). ``residual_unet`` (the
+bundled models) is built without MONAI: :mod:`gliomaseg.models.plain_unet`.
 """
 
 from __future__ import annotations
@@ -48,18 +49,18 @@ def _build_attention_unet(config: ModelConfig) -> nn.Module:
 
 
 def _build_residual_unet(config: ModelConfig) -> nn.Module:
-    from monai.networks.nets import UNet as MonaiUNet
+    # MONAI's UNet rebuilt in plain torch (same module tree, state_dict keys, initialisation
+    # and outputs, checked against MONAI in tests/test_plain_unet.py): importing MONAI would
+    # cost segment more time than the network takes.
+    from gliomaseg.models.plain_unet import ResidualUNet
 
-    from gliomaseg.models.networks import monai_norm
-
-    return MonaiUNet(
+    return ResidualUNet(
         spatial_dims=config.spatial_dims,
         in_channels=config.in_channels,
         out_channels=config.out_channels,
         channels=config.features,
-        strides=_strides(config),
         num_res_units=config.num_res_units,
-        norm=monai_norm(config.norm),
+        norm=config.norm,
         dropout=config.dropout,
     )
 
