@@ -258,7 +258,7 @@ def _stats(values: list[float]) -> dict[str, float]:
 #: time from ``residual-160`` (the shipped presets' network and crop), then the slice sizes.
 SWEEP: dict[str, list[str]] = {
     "classic-unet-16..128-192": ["--model", "unet", "--features", "16,32,64,128", "--size", "192"],
-    "strided-unet-16..256-192": [
+    "strided-unet-16..256-192 (no residual units)": [
         *("--model", "residual_unet", "--res-units", "0", "--features", "16,32,64,128,256"),
         *("--size", "192"),
     ],

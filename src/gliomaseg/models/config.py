@@ -92,7 +92,9 @@ class ModelConfig:
         upsample: ``"deconv"`` (transposed convolution) or ``"nontrainable"`` (1x1 conv to
             halve the channels, then (bi/tri)linear interpolation for ``unet``, nearest for
             ``resnet34_unet``).
-        num_res_units: Residual units per level of ``residual_unet`` (ignored by the others).
+        num_res_units: Residual units per level of ``residual_unet`` (ignored by the others);
+            0 gives MONAI's plain strided U-Net (one strided convolution down and one
+            transposed convolution up per level, no residual units: the cheapest on a CPU).
         head: ``"softmax"`` (mutually exclusive classes; needs ``out_channels >= 2``) or
             ``"sigmoid"`` (independent channels: overlapping regions or a binary mask). The
             network always returns logits; :func:`gliomaseg.models.activation` applies it.
@@ -157,8 +159,6 @@ class ModelConfig:
             raise ValueError(
                 f"features needs at least 2 levels, got {self.features}; e.g. (16, 32, 64, 128)"
             )
-        if self.name == "residual_unet" and self.num_res_units < 1:
-            raise ValueError("residual_unet needs num_res_units >= 1 (0 is name='unet')")
         if self.head == "softmax" and self.out_channels < 2:
             raise ValueError(
                 "head='softmax' over 1 channel is always 1; use head='sigmoid' for a binary "
