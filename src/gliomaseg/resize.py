@@ -30,8 +30,8 @@ def check_scale(scale: float) -> float:
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """(H, W) of a (h, w) slice resized by ``scale``, rounded, at least 1 pixel each."""
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    """(H, W) of a (h, w) slice resized by ``scale``, rounded half up, at least 1 pixel each."""
+    return max(1, int(size[0] * scale + 0.5)), max(1, int(size[1] * scale + 0.5))
 
 
 def resize_images(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
