@@ -96,6 +96,7 @@ def score_fold(
     (by case id) for :func:`choose_postprocessing`.
     """
     from gliomaseg.case import voxel_spacing
+    from gliomaseg.checkpoint import input_scale
     from gliomaseg.inference import predict_volume
     from gliomaseg.metrics import BINARY_REGIONS, region_metrics
     from gliomaseg.models import ModelConfig, input_multiple
@@ -124,6 +125,7 @@ def score_fold(
             context=int(payload.get("context", 0)),
             channels=channels,
             tta=tta,
+            input_scale=input_scale(payload),
         )
         pred = target.decode(np.moveaxis(probs, 1, -1))  # (x, y, Z)
         seconds = time.perf_counter() - start

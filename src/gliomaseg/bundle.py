@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from gliomaseg import __version__
-from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from gliomaseg.checkpoint import CHECKPOINT_FORMAT, input_scale, load_checkpoint, save_checkpoint
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.machine import machine_info
 from gliomaseg.prepare import load_index
@@ -104,6 +104,10 @@ def bundle_runs(
         for key in keys:
             if p.get(key) != first.get(key):
                 raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
+        if input_scale(p) != input_scale(first):
+            raise ValueError(
+                f"{run}: its input_scale differs from the other runs; bundle one config"
+            )
     folds_used = [int(p["train_config"]["fold"]) for p in payloads]
     if len(set(folds_used)) != len(folds_used):
         raise ValueError(f"runs repeat a fold ({folds_used}); pass one run per fold")
@@ -128,6 +132,7 @@ def bundle_runs(
         "target": first["target"],
         "modalities": first["modalities"],
         "context": first["context"],
+        "input_scale": input_scale(first),
         "train_config": train_config,
         "preprocessing": first.get("preprocessing", {}),
         "folds": folds,
@@ -143,6 +148,7 @@ def bundle_runs(
         "input_channels": list(first["modalities"]),
         "context_slices_each_side": first["context"],
         "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
+        "input_scale": input_scale(first),
         "preprocessing": first.get("preprocessing", {}),
         "target": first["target"],
         "training_config": train_config,
@@ -228,9 +234,12 @@ def card_lines(path: str | Path) -> list[str]:
     """What ``gliomaseg models`` prints for one model card."""
     card = read_card(path)
     lines = [f"{card['name']}: {card.get('description', '')}"]
+    factor = card.get("input_scale", 1)
+    scale = f" at {factor:g}x in-plane resolution" if factor != 1 else ""
     lines.append(
         f"  input: {', '.join(card.get('input_channels', []))}"
         f" (+{card.get('context_slices_each_side', 0)} neighbouring slice(s) each side)"
+        f"{scale}"
         f"; output: {', '.join(card.get('target', {}).get('names', []))}"
     )
     lines.append(f"  {card.get('ensemble', 'single model')}; trained {card.get('date', '?')}")

@@ -47,6 +47,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "target": (Mapping,),
     "modalities": (list, tuple),
     "context": (int,),
+    "input_scale": (float, int),
     "data": (str,),
     "train_config": (Mapping,),
     "preprocessing": (Mapping,),
@@ -150,11 +151,19 @@ def check_payload(path: str | Path, payload: object) -> dict[str, Any]:
     context = payload.get("context", 0)
     if not 0 <= context <= 8:
         raise _bad(path, f"context {context} is not between 0 and 8 neighbouring slices")
+    scale = payload.get("input_scale", 1.0)
+    if not 0.0 < scale <= 1.0:
+        raise _bad(path, f"input_scale {scale} is not an in-plane factor in (0, 1]")
     modalities = payload.get("modalities", [])
     if not all(isinstance(m, str) for m in modalities) or len(modalities) > 16:
         raise _bad(path, f"modalities {modalities!r:.80} are not up to 16 names")
     _check_state_dict(path, payload["state_dict"])
     return payload
+
+
+def input_scale(payload: Mapping[str, Any]) -> float:
+    """The in-plane factor a 2D model was trained at; 1.0 for checkpoints without the key."""
+    return float(payload.get("input_scale", 1.0))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from gliomaseg.augment import AugmentConfig, augment
 from gliomaseg.prepare import load_index, open_case
+from gliomaseg.resize import resize_labels, resize_slice
 from gliomaseg.targets import TargetSpec
 
 
@@ -113,6 +114,9 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
     """2D (or 2.5D) training samples from prepared cases.
 
     Keys are ``(slice position, sample seed)`` pairs; a plain int key means no augmentation.
+    With ``input_scale < 1`` each slice (x, y) is first resized in-plane to about
+    (x * s, y * s) (images antialiased bilinear, labels nearest; see :mod:`gliomaseg.resize`),
+    then cropped or padded to ``size`` and augmented as at full resolution.
     Each sample is ``{"image": (C', H, W) float32, "target": softmax (H, W) int64 or sigmoid
     (K, H, W) float32, "label": (H, W) uint8 internal codes}``.
     """
@@ -127,8 +131,10 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
         context: int = 0,
         channels: Sequence[int] | None = None,
         augment_config: AugmentConfig | None = None,
+        input_scale: float = 1.0,
     ):
         self.cases = cases
+        self.input_scale = input_scale
         self.channels = list(channels) if channels is not None else None
         self.slices = list(slices)
         self.target = target
@@ -147,6 +153,8 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
         label = (
             np.array(labels[ref.z]) if labels is not None else np.zeros(image.shape[1:], np.uint8)
         )
+        image = resize_slice(image, self.input_scale)
+        label = resize_labels(label, (image.shape[-2], image.shape[-1]))
         offset = None
         if seed is not None:
             rng = np.random.default_rng(seed)

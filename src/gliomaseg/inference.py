@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gliomaseg.data import slice_with_context
+from gliomaseg.resize import check_scale, resize_images, resize_probabilities, scaled_size
 from gliomaseg.targets import TargetSpec
 
 
@@ -39,9 +41,15 @@ def predict_volume(
     amp: bool = False,
     tta: bool = False,
     channels_last: bool = False,
+    input_scale: float = 1.0,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Probabilities for every axial slice of a volume.
+
+    Each batch of slices (N, C', x, y) is resized in-plane by ``input_scale`` (antialiased
+    bilinear, as in training; see :mod:`gliomaseg.resize`), padded to ``multiple``, predicted,
+    unpadded, and its probabilities resized back to (x, y) by bilinear interpolation. At
+    ``input_scale=1`` nothing is resized.
 
     Args:
         model: 2D network returning logits (N, K, H, W); put in eval mode here.
@@ -56,6 +64,8 @@ def predict_volume(
         tta: Average over the four in-plane flip combinations.
         channels_last: Feed inputs in channels-last layout (pair with a model converted by
             ``model.to(memory_format=torch.channels_last)``; about 1.4x faster on CPU).
+        input_scale: In-plane factor in (0, 1] the model was trained at (checkpoint key
+            ``input_scale``).
         progress: Called with the number of slices done after each batch.
 
     Returns:
@@ -64,16 +74,15 @@ def predict_volume(
     device = torch.device(device)
     model.eval()
     z_total, _, h, w = volume.shape
-    ph, pw = -h % multiple, -w % multiple
+    sh, sw = scaled_size((h, w), check_scale(input_scale))
+    ph, pw = -sh % multiple, -sw % multiple
     out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     for start in range(0, z_total, batch_size):
         zs = range(start, min(start + batch_size, z_total))
         batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
-        x = torch.from_numpy(
-            np.pad(batch, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
-        )
-        x = x.to(device)
+        x = resize_images(torch.from_numpy(batch), (sh, sw))  # on the CPU, as in training
+        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         acc = None
@@ -84,8 +93,8 @@ def predict_volume(
             p = torch.flip(p, dims) if dims else p
             acc = p if acc is None else acc + p
         assert acc is not None
-        probs = (acc / len(flips)).cpu().numpy()
-        probs = probs[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        probs_t = (acc / len(flips))[:, :, ph // 2 : ph // 2 + sh, pw // 2 : pw // 2 + sw]
+        probs = resize_probabilities(probs_t, (h, w)).cpu().numpy()
         out[:, start : start + len(zs)] = np.moveaxis(probs, 1, 0)
         if progress is not None:
             progress(len(zs))

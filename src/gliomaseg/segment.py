@@ -80,11 +80,13 @@ class Segmenter:
     device: torch.device
     source: str
     meta: dict[str, Any]
+    #: In-plane factor the (2D) model was trained at; slices are resized by it and back.
+    input_scale: float = 1.0
 
     @classmethod
     def load(cls, model: str | Path, *, device: str = "auto") -> Segmenter:
         """From a checkpoint path or the name of a bundled model (``gliomaseg models``)."""
-        from gliomaseg.checkpoint import load_model
+        from gliomaseg.checkpoint import input_scale, load_model
         from gliomaseg.models import ModelConfig, input_multiple
 
         path = resolve_model(model)
@@ -101,6 +103,7 @@ class Segmenter:
             modalities=tuple(meta["modalities"]),
             context=int(meta.get("context", 0)),
             multiple=input_multiple(ModelConfig.from_dict(meta["model_config"])),
+            input_scale=input_scale(meta),
             spatial_dims=int(meta["model_config"].get("spatial_dims", 2)),
             roi_size=tuple(meta.get("train_config", {}).get("patch_size", ())),
             device=dev,
@@ -212,6 +215,7 @@ def predict_case(
             amp=config.amp,
             tta=config.tta,
             channels_last=True,
+            input_scale=seg.input_scale,
         )
     probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
     label = uncrop(seg.target.decode(probs), crop)

@@ -36,6 +36,7 @@ from gliomaseg.errors import InputError
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
 from gliomaseg.prepare import load_index, open_case
+from gliomaseg.resize import check_scale
 from gliomaseg.runs import (
     RunState,
     TrainingProgress,
@@ -65,6 +66,9 @@ class TrainConfig:
         target: Output definition: a name from :data:`gliomaseg.targets.TARGETS` or a dict.
         modalities: Cache channels fed to the network, in order (None: all of the cache's).
         patch_size: (H, W) for 2D or (Z, H, W) for 3D models; slices are padded/cropped to it.
+        input_scale: In-plane factor in (0, 1] applied to every slice before cropping or
+            padding to ``patch_size``, in training, validation and ``segment`` (2D models;
+            e.g. 0.5 trains on 256x256 slices at 128x128; see :mod:`gliomaseg.resize`).
         context: Neighbouring slices each side as extra channels (2.5D); 2D only.
         min_tumour_pixels: Training slices need at least this many tumour pixels when
             ``tumour_only`` (published configurations keep slices with > 50 pixels: 51).
@@ -100,6 +104,7 @@ class TrainConfig:
     target: Any = "regions"
     modalities: tuple[str, ...] | None = None
     patch_size: tuple[int, ...] = (192, 192)
+    input_scale: float = 1.0
     context: int = 0
     min_tumour_pixels: int = 0
     tumour_only: bool = False
@@ -153,6 +158,9 @@ class TrainConfig:
                 f"patch_size {self.patch_size} has {len(self.patch_size)} axes but the model is "
                 f"{self.spatial_dims}D"
             )
+        check_scale(self.input_scale)
+        if self.input_scale != 1.0 and self.spatial_dims == 3:
+            raise ValueError("input_scale is supported for 2D models only; use 1.0 for 3D")
         AugmentConfig.from_dict(self.augment)
         TargetSpec.from_dict(self.target)
         if not 0.0 <= self.extra_fraction < 1.0:
@@ -330,6 +338,7 @@ def validate(
                 channels=channels,
                 device=device,
                 amp=use_bf16(device, config.amp),
+                input_scale=config.input_scale,
             )
         pred = target.decode(probs)
         ref = np.asarray(label)
@@ -459,6 +468,7 @@ def train(
         "target": config.target_spec.to_dict(),
         "modalities": list(modalities),
         "context": config.context,
+        "input_scale": float(config.input_scale),
         "data": str(data),
         "train_config": config.to_dict(),
         "preprocessing": {"zscore": "per modality over brain voxels", "crop": "brain bounding box"},
@@ -637,6 +647,7 @@ def _slice_dataset(cases: PreparedCases, config: TrainConfig, channels: list[int
         context=config.context,
         channels=channels,
         augment_config=AugmentConfig.from_dict(config.augment),
+        input_scale=config.input_scale,
     )
 
 
