@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gliomaseg import __version__
 from gliomaseg.errors import (
@@ -214,13 +214,15 @@ def _build_parser() -> argparse.ArgumentParser:
 class _LineFormatter(logging.Formatter):
     """Log records as the CLI's own lines: ``gliomaseg: error: ...``, ``gliomaseg: ...``."""
 
+    LEVELS: ClassVar[dict[int, str]] = {
+        logging.ERROR: "error: ",
+        logging.CRITICAL: "error: ",
+        logging.WARNING: "warning: ",
+    }
+
     def format(self, record: logging.LogRecord) -> str:
-        level = {
-            logging.ERROR: "error: ",
-            logging.CRITICAL: "error: ",
-            logging.WARNING: "warning: ",
-        }
-        text = f"gliomaseg: {level.get(record.levelno, '')}{one_line(record.getMessage())}"
+        level = self.LEVELS.get(record.levelno, "")
+        text = f"gliomaseg: {level}{one_line(record.getMessage())}"
         if record.exc_info and record.levelno <= logging.DEBUG:
             text += "\n" + self.formatException(record.exc_info)
         return text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 #: Exit codes of every command: success, an internal failure, bad input (one line printed).
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -25,6 +27,19 @@ def failure_line(path: str, message: str) -> str:
     return f"gliomaseg: error: {text if path in text else f'{path}: {text}'}"
 
 
+#: What to tell the user for the environment faults a write can meet.
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device: free space or write elsewhere",
+    errno.EDQUOT: "disk quota exceeded: free space or write elsewhere",
+    errno.EROFS: "read-only file system: write elsewhere",
+    errno.EACCES: "permission denied: fix the permissions or write elsewhere",
+    errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
+    errno.ENAMETOOLONG: "file name too long: use a shorter case id or output path",
+    errno.ENOTDIR: "a path component is a file, not a folder",
+    errno.EISDIR: "a folder stands where a file is expected",
+}
+
+
 def failure_message(err: BaseException) -> str:
     """One line for anything a single case can raise, for the per-case boundary of a batch.
 
@@ -32,22 +47,10 @@ def failure_message(err: BaseException) -> str:
     their message; an ``OSError`` gets a hint (disk full, read-only...); anything else is
     named by its type with a pointer to ``--debug`` for the traceback.
     """
-    import errno
-
     if isinstance(err, ValueError | FileNotFoundError):
         return one_line(err)
     if isinstance(err, OSError):
-        hints = {
-            errno.ENOSPC: "no space left on the device: free space or write elsewhere",
-            errno.EDQUOT: "disk quota exceeded: free space or write elsewhere",
-            errno.EROFS: "read-only file system: write elsewhere",
-            errno.EACCES: "permission denied: fix the permissions or write elsewhere",
-            errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
-            errno.ENAMETOOLONG: "file name too long: use a shorter case id or output path",
-            errno.ENOTDIR: "a path component is a file, not a folder",
-            errno.EISDIR: "a folder stands where a file is expected",
-        }
-        hint = hints.get(err.errno or 0, err.strerror or str(err))
+        hint = _OS_HINTS.get(err.errno or 0, err.strerror or str(err))
         where = f"{err.filename}: " if err.filename else ""
         return one_line(f"{where}{hint}")
     return one_line(

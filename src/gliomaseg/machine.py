@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags Linux reports (``/proc/cpuinfo``); empty where unknown."""
+@functools.cache
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` line of ``/proc/cpuinfo`` (read once per field and process:
+    :func:`gliomaseg.runs.use_bf16` asks on every training step); None where unknown."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (``/proc/cpuinfo``); empty where unknown."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
 
 
 def native_bf16() -> bool:
@@ -30,14 +38,7 @@ def native_bf16() -> bool:
 
 def machine_info() -> dict[str, Any]:
     """CPU model and count, architecture, OS and memory (GiB); enough to tell machines apart."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = _cpuinfo_field("model name") or platform.processor() or platform.machine()
     try:
         memory_gb: float | None = round(
             os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30, 1

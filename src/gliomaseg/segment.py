@@ -383,7 +383,7 @@ def segment_inputs(
     todo = []
     for ref in refs:
         paths = outputs_for(ref, out_dir, config)
-        if not config.overwrite and all(p.exists() and out.owns(p) for p in paths):
+        if not config.overwrite and all(p.exists() for p in paths) and out.owns(*paths):
             result.skipped.append(ref.case_id)
         else:
             todo.append(ref)

@@ -140,9 +140,10 @@ class OutputFolder:
                 raise ValueError(f"{p} is not inside the output folder {self.root}") from None
             return p.as_posix()
 
-    def owns(self, path: str | Path) -> bool:
-        """Whether ``path`` (inside the folder) was written by gliomaseg."""
-        return self._rel(path) in self.written()
+    def owns(self, *paths: str | Path) -> bool:
+        """Whether every one of ``paths`` (inside the folder) was written by gliomaseg."""
+        ours = self.written()  # one read of the manifest for all of them
+        return all(self._rel(p) in ours for p in paths)
 
     def check_owned(self, *paths: str | Path) -> None:
         """Raise if any existing path was not written by gliomaseg (may be replaced: ours).
