@@ -118,9 +118,10 @@ def test_train_folds_trains_every_fold_and_bundles_them(cv_root, synthetic_cache
     assert card["input_channel_order"] == ["flair", "t1", "t1ce", "t2"]
     payload = load_checkpoint(cv_root / "model.pt")
     assert payload["ensemble"] == 5
-    assert all(
-        v.dtype == torch.float16 for v in payload["state_dict"].values() if v.is_floating_point()
-    )
+    for key, value in payload["state_dict"].items():
+        if value.is_floating_point():
+            stat = key.endswith(("running_mean", "running_var"))
+            assert value.dtype == (torch.float32 if stat else torch.float16), key
     # Rerunning the command finds every fold finished and only re-bundles.
     before = (cv_root / "fold0" / "metrics.csv").read_text()
     train_folds(
@@ -148,14 +149,31 @@ def test_ensemble_output_is_the_mean_of_its_members(cv_root):
     member = model.members[2]
     for name, value in member_state(payload["state_dict"], 2).items():
         reference = single.state_dict()[name]
-        if reference.is_floating_point():
+        if reference.is_floating_point() and value.dtype == torch.float16:
             reference = reference.half().float()
         torch.testing.assert_close(member.state_dict()[name], reference)
-        assert value.dtype in (torch.float16, torch.int64)
+        assert value.dtype in (torch.float16, torch.float32, torch.int64)
     x = torch.randn(2, 4, 32, 32)
     with torch.no_grad():
         expected = torch.stack([m(x) for m in model.members]).mean(0)
         torch.testing.assert_close(model(x), expected)
+
+
+def test_bundle_keeps_statistics_float16_cannot_hold(cv_root, tmp_path):
+    # Batch-norm variances of millions are real (the brats-cpu runs): as float16 they are inf.
+    import shutil
+
+    run = tmp_path / "fold0"
+    shutil.copytree(cv_root / "fold0", run)
+    path = run / "checkpoints" / "last.pt"
+    payload = torch.load(path, weights_only=True)
+    key = next(k for k in payload["state_dict"] if k.endswith("running_var"))
+    payload["state_dict"][key] = payload["state_dict"][key] + 4.0e6
+    torch.save(payload, path)
+    bundle_runs([run], tmp_path / "big.pt", description="x")
+    bundled = load_checkpoint(tmp_path / "big.pt")["state_dict"]
+    assert bundled[f"members.0.{key}"].dtype == torch.float32
+    torch.testing.assert_close(bundled[f"members.0.{key}"], payload["state_dict"][key])
 
 
 def test_bundle_refuses_runs_of_different_models(cv_root, synthetic_cache, tmp_path):

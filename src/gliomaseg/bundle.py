@@ -2,8 +2,10 @@
 
 A bundled model is ``<name>.pt`` plus ``<name>.json`` (its model card). The checkpoint is an
 ordinary gliomaseg checkpoint (:mod:`gliomaseg.checkpoint`) whose ``state_dict`` holds every
-member of a :class:`MeanEnsemble` (keys ``members.<i>.``), stored as float16 to halve the
-download, and loaded back into float32. Member ``i`` is the model trained with fold ``i`` held
+member of a :class:`MeanEnsemble` (keys ``members.<i>.``), with the learned weights stored as
+float16 to halve the download and loaded back into float32. Normalisation statistics
+(``running_mean``/``running_var``) and any tensor float16 cannot hold (beyond +-65504, where
+it would become inf) stay float32: batch-norm variances of a few million are common. Member ``i`` is the model trained with fold ``i`` held
 out, so the card's ``folds`` say which patients each member never saw: that is what
 ``bench/accuracy.py`` needs to rerun the cross-validation of the shipped weights.
 """
@@ -114,7 +116,7 @@ def bundle_runs(
     state: dict[str, torch.Tensor] = {}
     for i, p in enumerate(payloads):
         for k, v in p["state_dict"].items():
-            state[f"members.{i}.{k}"] = v.half() if v.is_floating_point() else v
+            state[f"members.{i}.{k}"] = _compact(k, v)
     cache = Path(first["data"])
     folds = []
     index = load_index(cache) if (cache / "index.json").exists() else None
@@ -159,11 +161,26 @@ def bundle_runs(
         "hardware": hardware or machine_info(),
         "date": date.today().isoformat(),
         "code_version": _code_version(),
-        "weights_dtype": "float16 (loaded as float32)",
+        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
         **(card or {}),
     }
     write_json_atomic(output.with_suffix(".json"), model_card)
     return model_card
+
+
+#: Largest magnitude stored as float16 (its maximum finite value is 65504).
+_FLOAT16_MAX = 6.0e4
+
+
+def _compact(name: str, value: torch.Tensor) -> torch.Tensor:
+    """float16 for learned floating tensors that fit it; float32 for statistics and the rest."""
+    if not value.is_floating_point():
+        return value
+    if name.endswith(("running_mean", "running_var")) or (
+        value.numel() and float(value.abs().max()) > _FLOAT16_MAX
+    ):
+        return value.float()
+    return value.half()
 
 
 def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
