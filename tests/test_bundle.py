@@ -24,6 +24,7 @@ from gliomaseg.bundle import (
 from gliomaseg.checkpoint import load_checkpoint, load_model
 from gliomaseg.cli import main
 from gliomaseg.data import ConcatSlices, EpochSampler, PreparedCases, SliceDataset, group_weights
+from gliomaseg.errors import InputError
 from gliomaseg.io.writers import write_layout
 from gliomaseg.prepare import load_index
 from gliomaseg.synthetic import make_case
@@ -258,3 +259,17 @@ def test_segment_applies_the_models_postprocessing_unless_overridden(cv_root, tm
         assert summary["postprocessing"]["min_component_ml"] == expected
         if expected:
             assert summary["volumes_ml"]["WT"] == 0.0
+
+
+def test_bundle_without_its_cache_is_an_error_not_an_empty_fold_list(cv_root, tmp_path):
+    # Runs trained with a relative --data were bundled from another folder with no
+    # validation patients at all, and bench/accuracy.py then scored nothing.
+    with pytest.raises(InputError, match="pass --cache"):
+        bundle_runs([cv_root / "fold0"], tmp_path / "x.pt", description="x", cache=tmp_path)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_runs_store_an_absolute_cache_path(cv_root):
+    assert Path(
+        load_checkpoint(cv_root / "fold0" / "checkpoints" / "last.pt")["data"]
+    ).is_absolute()

@@ -23,6 +23,7 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.checkpoint import CHECKPOINT_FORMAT, input_scale, load_checkpoint, save_checkpoint
+from gliomaseg.errors import InputError
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.machine import machine_info
 from gliomaseg.prepare import load_index
@@ -74,6 +75,7 @@ def bundle_runs(
     card: dict[str, Any] | None = None,
     hardware: dict[str, Any] | str | None = None,
     postprocess: dict[str, float] | None = None,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
 
@@ -89,12 +91,16 @@ def bundle_runs(
             applies by default with this model (tune them with ``bench/accuracy.py``).
         card: Further card fields (e.g. training data notes); metrics come from
             ``bench/accuracy.py --update-card``.
+        cache: The runs' prepared cache (default: the path stored in the runs), read for each
+            fold's validation patients.
 
     Returns:
         The model card.
 
     Raises:
         ValueError: runs of different configs, models or data, or a repeated fold.
+        InputError: the prepared cache is not found (without it the card cannot say which
+            patients each member never saw).
     """
     loaded = [(Path(r), load_checkpoint(Path(r) / "checkpoints" / checkpoint)) for r in run_dirs]
     loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
@@ -117,9 +123,14 @@ def bundle_runs(
     for i, p in enumerate(payloads):
         for k, v in p["state_dict"].items():
             state[f"members.{i}.{k}"] = _compact(k, v)
-    cache = Path(first["data"])
+    cache = Path(cache if cache is not None else first["data"])
+    if not (cache / "index.json").exists():
+        raise InputError(
+            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
+            "validation patients); pass --cache CACHE"
+        )
     folds = []
-    index = load_index(cache) if (cache / "index.json").exists() else None
+    index = load_index(cache)
     for p in payloads:
         fold = int(p["train_config"]["fold"])
         val = index["folds"][fold]["val"] if index and 0 <= fold < len(index["folds"]) else []

@@ -178,6 +178,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", required=True, help="one line for 'gliomaseg models'")
     p.add_argument("--command", default="", help="the training command(s), for the card")
     p.add_argument("--checkpoint", default="last.pt", help="checkpoint of each run")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="the runs' prepared cache (default: the path stored in the runs' checkpoints)",
+    )
     p.add_argument("--min-component-ml", type=float, default=0.0, help="recommended postprocessing")
     p.add_argument(
         "--et-to-ncr-below-ml", type=float, default=0.0, help="recommended postprocessing"
@@ -489,6 +494,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
             "et_to_ncr_below_ml": args.et_to_ncr_below_ml,
         },
         card={"notes": args.note} if args.note else None,
+        cache=args.cache,
     )
     print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
     return EXIT_OK

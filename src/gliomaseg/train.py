@@ -401,6 +401,7 @@ def train(
         raise ValueError(f"{run_dir}: holds a run already; pass --resume {run_dir} or another -o")
     if config is None or data is None:
         raise ValueError("train needs a config and data unless resuming")
+    data = Path(data).absolute()  # stored in checkpoints: runs are resumed and bundled elsewhere
     device = resolve_device(config.device)
     if world > 1:
         _init_distributed(device)
