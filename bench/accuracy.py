@@ -10,6 +10,10 @@ the whole patient volume (3D) against its manual label:
 * LGG (binary): per-patient Dice, IoU, precision, recall; mean, median, and the worst five;
 * BraTS (regions): per-patient Dice and HD95 (mm) for WT, TC and ET, mean and median.
 
+``--unseen`` instead scores, with the whole ensemble, every labelled patient of ``--cache``
+that none of its members trained on (not in any fold of the card): how an older model does on
+new patients, beside the cross-validation of a model trained on them.
+
 ``--agreement DIR`` also runs the full ensemble on every case under DIR that carries
 ``brats2020_algorithms/isen-20.nii.gz`` (the BraTS 2020 winner's output on TCGA cases none
 of the members trained on) and scores our mask against it. ``--update-card`` stores the
@@ -57,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="grid-search the postprocessing on the CV predictions (mean Dice over regions); "
         "score the choice made without each fold (nested, unbiased) and the choice on all "
         "patients (what ships); the rest of the report uses the latter",
+    )
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="score the whole ensemble on the cache's patients that no member trained on",
     )
     parser.add_argument("--update-card", action="store_true", help="write results to the card")
     parser.add_argument("--note", default="", help="free text stored in the JSON")
@@ -152,6 +161,16 @@ def score_fold(
         )
         print(f"  {entry['case_id']}: {_brief(rows[-1]['metrics'])}", file=sys.stderr)
     return rows
+
+
+def unseen_patients(folds: list[dict[str, Any]], index: dict[str, Any]) -> set[str]:
+    """Labelled patients of ``index`` that no member of a complete fold ensemble trained on.
+
+    In a complete cross-validation ensemble every training patient is held out by exactly one
+    member, so the union of the folds' validation patients is everything the members saw.
+    """
+    seen = {p for fold in folds for p in fold["val_patients"]}
+    return {c["patient"] for c in index["cases"] if c["labelled"]} - seen
 
 
 def _rounded(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
@@ -314,6 +333,12 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.unseen and (args.update_card or args.choose_postprocessing):
+        print(
+            "--unseen is not cross-validation: no --update-card or --choose-postprocessing",
+            file=sys.stderr,
+        )
+        return 2
     import torch
 
     from gliomaseg.bundle import read_card
@@ -339,6 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     kept: dict[str, Any] | None = {} if args.choose_postprocessing else None
     start = time.perf_counter()
     with torch.inference_mode():
+        if args.unseen:
+            from gliomaseg.checkpoint import load_model
+            from gliomaseg.prepare import load_index
+
+            patients = unseen_patients(folds, load_index(args.cache))
+            print(f"{len(patients)} patients no member trained on", file=sys.stderr)
+            if not patients:
+                print(f"{args.cache}: every patient was in the model's training", file=sys.stderr)
+                return 2
+            ensemble, _ = load_model(path)
+            rows = score_fold(
+                ensemble, payload, args.cache, patients, tta=args.tta, max_cases=None, post=post
+            )
+            folds = []  # no cross-validation: the loop below has nothing to do
         for member, fold in enumerate(folds):
             print(f"fold {fold['fold']} (member {member})", file=sys.stderr)
             fold_rows = score_fold(
@@ -396,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             "tta": args.tta,
             "max_cases": args.max_cases,
             "min_component_ml": args.min_component_ml,
+            "unseen": args.unseen,
         },
         "results": results,
     }

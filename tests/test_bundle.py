@@ -273,3 +273,20 @@ def test_runs_store_an_absolute_cache_path(cv_root):
     assert Path(
         load_checkpoint(cv_root / "fold0" / "checkpoints" / "last.pt")["data"]
     ).is_absolute()
+
+
+def test_accuracy_bench_unseen_scores_only_patients_no_member_saw(cv_root, synthetic_cache, capsys):
+    spec = importlib.util.spec_from_file_location("bench_accuracy_unseen", BENCH / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    index = load_index(synthetic_cache)
+    folds = read_card(cv_root / "model.json")["folds"]
+    assert module.unseen_patients(folds, index) == set()  # a complete CV saw them all
+    assert module.unseen_patients(folds[:2], index) == set(index["folds"][2]["val"]) | set(
+        index["folds"][3]["val"]
+    ) | set(index["folds"][4]["val"])
+    argv = ["--model", str(cv_root / "model.pt"), "--cache", str(synthetic_cache), "--unseen"]
+    assert module.main([*argv, "--threads", str(torch.get_num_threads())]) == 2
+    assert "every patient was in the model's training" in capsys.readouterr().err
