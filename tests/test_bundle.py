@@ -290,3 +290,31 @@ def test_accuracy_bench_unseen_scores_only_patients_no_member_saw(cv_root, synth
     argv = ["--model", str(cv_root / "model.pt"), "--cache", str(synthetic_cache), "--unseen"]
     assert module.main([*argv, "--threads", str(torch.get_num_threads())]) == 2
     assert "every patient was in the model's training" in capsys.readouterr().err
+
+
+def test_runs_table_rows_come_from_the_accuracy_report(cv_root, synthetic_cache, capsys, tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_accuracy_t", BENCH / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    accuracy = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = accuracy
+    spec.loader.exec_module(accuracy)
+    argv = ["--model", str(cv_root / "model.pt"), "--cache", str(synthetic_cache)]
+    assert accuracy.main([*argv, "--threads", str(torch.get_num_threads())]) == 0
+    report = tmp_path / "cv.json"
+    report.write_text(capsys.readouterr().out)
+    spec = importlib.util.spec_from_file_location("bench_runs_table", BENCH / "runs_table.py")
+    assert spec is not None and spec.loader is not None
+    table = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = table
+    spec.loader.exec_module(table)
+    assert table.main([str(report), "--label", "tiny"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["rows"]
+    per_case = json.loads(report.read_text())["results"]["per_case"]
+    dices = [c["metrics_without_postprocessing"]["WT"]["dice"] for c in per_case]
+    assert row["members"] == 5 and row["patients"] == 5
+    assert row["without_postprocessing"]["WT"]["worst"] == pytest.approx(min(dices))
+    assert row["training_hours"] == pytest.approx(
+        sum(read_card(cv_root / "model.json")["training_seconds"]) / 3600, abs=0.01
+    )
+    assert "| tiny | " in out["markdown"]
