@@ -251,13 +251,19 @@ def contradictions(summary: dict[str, Any]) -> list[str]:
     if feats["binary"]:
         problems += [a for a in ("necrosis", "enhancement", "edema") if a in cats]
     else:
-        expected = {
-            "necrosis": "present" if feats["proportion_NCR"] >= 0.10 else "absent",
-            "edema": "extensive" if feats["proportion_ED"] >= 0.5 else "limited",
-        }
-        problems += [a for a, v in expected.items() if cats[a] != f"{a}:{v}"]
-        if (feats["proportion_ET"] < 0.05) != (cats["enhancement"] == "enhancement:none"):
-            problems.append(f"enhancement {cats['enhancement']} with ET {feats['proportion_ET']}")
+        # Necrosis and enhancement are shares of the tumour core (NCR/NET + ET), recomputed
+        # here from the volumes (areas for slices), not read from the core_fraction features.
+        unit = "volume_ml" if case else "area_mm2"
+        ncr, et = (float(feats[f"{unit}_{k}"]) for k in ("NCR", "ET"))
+        expected = {"edema": "extensive" if feats["proportion_ED"] >= 0.5 else "limited"}
+        if ncr + et > 0:
+            expected["necrosis"] = "present" if ncr / (ncr + et) >= 0.05 else "absent"
+        elif "necrosis" in cats:
+            problems.append(f"necrosis {cats['necrosis']} without a tumour core")
+        problems += [a for a, v in expected.items() if cats.get(a) != f"{a}:{v}"]
+        no_enhancement = et / (ncr + et) < 0.05 if ncr + et > 0 else True
+        if no_enhancement != (cats["enhancement"] == "enhancement:none"):
+            problems.append(f"enhancement {cats['enhancement']} with ET {et} of core {ncr + et}")
     problems += [s["id"] for s in summary["sentences"] if s["category"] not in s["categories"]]
     return problems
 
@@ -318,7 +324,10 @@ def test_contradiction_check_catches_planted_errors(raw: Path) -> None:
     big_word = {**summary, "statements": [*summary["statements"], "A huge mass."]}
     features = {**summary["features"], "laterality": "bilateral"}
     wrong_side = {**summary, "features": features}
-    for planted in (wrong_size, no_tumour, big_word, wrong_side):
+    flipped = "absent" if summary["categories"]["necrosis"].endswith("present") else "present"
+    cats = {**summary["categories"], "necrosis": f"necrosis:{flipped}"}
+    wrong_necrosis = {**summary, "categories": cats}
+    for planted in (wrong_size, no_tumour, big_word, wrong_side, wrong_necrosis):
         assert contradictions(planted)
 
 

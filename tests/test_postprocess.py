@@ -68,11 +68,15 @@ def test_postprocess_thresholds_in_ml(
 ) -> None:
     label = _label((32, 32, 20))
     out, record = postprocess(label, voxel_ml=VOXEL_ML, config=config)
+    removed_ml = 10 * VOXEL_ML * removed  # the removed component has 10 voxels
     assert record == {
         **config.to_dict(),
         "applied": config != PostprocessConfig(),
         "skipped": None,
         "components_removed": removed,
+        "wt_before_ml": pytest.approx(177 * VOXEL_ML),
+        "removed_ml": pytest.approx(removed_ml),
+        "removed_fraction": pytest.approx(removed_ml / (177 * VOXEL_ML)),
         "et_relabelled_voxels": relabelled,
     }
     expected = label.copy()

@@ -122,6 +122,8 @@ def _random_case_features(rng: np.random.Generator, base: dict) -> dict:
         proportion_NCR=float(ncr),
         proportion_ED=float(ed),
         proportion_ET=float(1 - ncr - ed),
+        core_fraction_NCR=float(ncr / (1 - ed)),
+        core_fraction_ET=float((1 - ncr - ed) / (1 - ed)),
         irregularity=float(rng.uniform(0, 0.6)),
         n_components=int(rng.integers(1, 5)),
         n_components_major=int(rng.integers(1, 3)),

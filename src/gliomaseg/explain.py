@@ -126,7 +126,6 @@ def describe_case(
         ValueError: the case has no label map.
         RuntimeError: a summary would break a safety rule (a bug, never silenced).
     """
-    from gliomaseg.interpret.features import case_features, slice_features
     from gliomaseg.interpret.summary import (
         check_summary,
         load_library,
@@ -140,13 +139,7 @@ def describe_case(
             "(run 'gliomaseg segment' first)"
         )
     lib = library if library is not None else load_library()
-    binary = bool(case.scheme is not None and case.scheme.binary)
-    feats = case_features(
-        case.label, affine=case.affine, brain_mask=case.brain_mask, image=case.image, binary=binary
-    )
-    rows = slice_features(
-        case.label, affine=case.affine, brain_mask=case.brain_mask, image=case.image, binary=binary
-    )
+    feats, rows = measure_case(case)
     scope = "slice" if case.label.shape[2] == 1 else "case"
     model = _CaseEmbedder(embedder)
     model.prefetch([r for r in rows if not r["empty"]])
@@ -166,6 +159,36 @@ def describe_case(
         slice_summaries=slices,
         notes=_notes(case, feats, scope),
     )
+
+
+def measure_case(case: Case, *, slices: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The features explain describes a labelled case from (its summaries' only input).
+
+    Args:
+        case: Canonical case with a label map; its brain mask, else its image's non-zero
+            voxels, is the brain reference.
+        slices: Also measure every axial slice (axis 2).
+
+    Returns:
+        (:func:`~gliomaseg.interpret.features.case_features`, the
+        :func:`~gliomaseg.interpret.features.slice_features` of every slice, or ``[]``).
+
+    Raises:
+        ValueError: the case has no label map.
+    """
+    from gliomaseg.interpret.features import case_features, slice_features
+
+    if case.label is None:
+        raise ValueError(f"{case.case_id}: no label map to measure; pass a labelled case")
+    binary = bool(case.scheme is not None and case.scheme.binary)
+    label, affine, brain, image = case.label, case.affine, case.brain_mask, case.image
+    feats = case_features(label, affine=affine, brain_mask=brain, image=image, binary=binary)
+    rows = (
+        slice_features(label, affine=affine, brain_mask=brain, image=image, binary=binary)
+        if slices
+        else []
+    )
+    return feats, rows
 
 
 class _CaseEmbedder:
@@ -684,5 +707,6 @@ __all__ = [
     "explain_case",
     "explain_inputs",
     "load_segmentation",
+    "measure_case",
     "run",
 ]

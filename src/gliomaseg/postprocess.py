@@ -55,16 +55,23 @@ def postprocess(
 
     Returns:
         (cleaned label, record: the thresholds, ``applied`` (whether they were used),
-        ``skipped`` (why not, else None), components removed, voxels relabelled).
+        ``skipped`` (why not, else None), components removed, ``wt_before_ml`` (whole-tumour
+        volume predicted before postprocessing), ``removed_ml`` and ``removed_fraction``
+        (what component removal took away, and its share of ``wt_before_ml``; 0 when
+        nothing was predicted), voxels relabelled).
     """
     out = label.copy()
     active = config.min_component_ml > 0 or config.et_to_ncr_below_ml > 0
     skipped = SKIPPED_2D if active and is_single_slice(label) else None
+    before = int(np.count_nonzero(out)) * voxel_ml
     record: dict[str, Any] = {
         **config.to_dict(),
         "applied": active and skipped is None,
         "skipped": skipped,
         "components_removed": 0,
+        "wt_before_ml": before,
+        "removed_ml": 0.0,
+        "removed_fraction": 0.0,
         "et_relabelled_voxels": 0,
     }
     if skipped is not None:
@@ -76,6 +83,8 @@ def postprocess(
             small = np.flatnonzero(sizes < config.min_component_ml) + 1
             out[np.isin(comps, small)] = 0
             record["components_removed"] = int(small.size)
+            record["removed_ml"] = float(sizes[small - 1].sum())
+            record["removed_fraction"] = record["removed_ml"] / before if before else 0.0
     if config.et_to_ncr_below_ml > 0:
         et = out == ET
         if 0 < et.sum() * voxel_ml < config.et_to_ncr_below_ml:

@@ -4,9 +4,11 @@ Two entry points, both pure numpy/scipy on internal label codes (0 background, 1
 2 ED, 3 ET; see :mod:`gliomaseg.labels`):
 
 * :func:`case_features` -- one dict for a whole (X, Y, Z) label map: volumes in mL, 3D
-  solidity, connected components, composition, centroid, extent, laterality, position.
+  solidity, connected components, composition (shares of the whole tumour and of the
+  tumour core), centroid, extent, the extent of the tumour's bulk (after an opening, see
+  :func:`opened_mask`), laterality, position.
 * :func:`slice_features` -- one dict per slice along an axis: areas in mm², perimeter,
-  compactness, solidity, eccentricity, components, composition, laterality.
+  compactness, solidity, eccentricity, components, composition, bulk extent, laterality.
 
 Every feature is named and explained (formula and unit) in :data:`FEATURE_DOCS`, which is
 also the data dictionary of the CSV that :func:`write_features` writes.
@@ -57,10 +59,18 @@ MIDLINE_MAJORITY = 0.5
 MAJOR_COMPONENT_FRACTION = 0.05
 #: Douglas-Peucker tolerance (pixels) used to take the staircase out of slice contours.
 CONTOUR_TOLERANCE_PX = 1.0
+#: Radius (mm) of the ball (disc, for slices) of the morphological opening that gives the
+#: tumour's *bulk*: parts thinner than about twice this (strands, one-voxel-wide stalks a
+#: segmentation leaves) vanish, while any ball of at least this radius is kept whole. 3 mm
+#: removes strands up to ~6 mm thick; the smallest bulk kept (a 6 mm ball, 0.1 mL) is far
+#: below the smallest size band, so no tumour worth describing is lost.
+OPENING_RADIUS_MM = 3.0
 
 #: Compartments (internal label code) and regions reported by volume / area.
 COMPARTMENTS: dict[str, int] = {"NCR": NCR, "ED": ED, "ET": ET}
 MEASURED: tuple[str, ...] = ("WT", "TC", "ET", "NCR", "ED")
+#: Compartments of the tumour core, reported as shares of it (``core_fraction_*``).
+CORE_COMPARTMENTS: tuple[str, ...] = ("NCR", "ET")
 AXIS_WORDS: tuple[str, ...] = ("x", "y", "z")
 
 
@@ -102,6 +112,13 @@ def _docs() -> dict[str, str]:
             "spacing-independent."
         ),
         "irregularity": "1 - solidity, 0-1 (0 = convex); None when empty.",
+        "opened_extent_mm": (
+            "extent_mm of the whole tumour after a morphological opening by a ball (case) or "
+            "disc (slice, in-plane) of radius opening_radius_mm: the size of the tumour's bulk, "
+            "blind to strands and stalks thinner than about twice that radius; zeros when "
+            "nothing is left (empty or thinner everywhere)."
+        ),
+        "opening_radius_mm": "Radius of the opening behind opened_extent_mm, mm.",
         "n_slices": "Number of axial (axis 2) slices holding tumour.",
         "height_mm": "n_slices * slice thickness (voxel size along axis 2), mm.",
         "max_slice_area_mm2": "Largest WT area over the axial (axis 2) slices, mm².",
@@ -170,6 +187,11 @@ def _docs() -> dict[str, str]:
     for name in COMPARTMENTS:
         docs[f"proportion_{name}"] = (
             f"{name} volume (case) or area (slice) / WT, 0-1; 0 when empty, None for binary."
+        )
+    for name in CORE_COMPARTMENTS:
+        docs[f"core_fraction_{name}"] = (
+            f"{name} volume (case) or area (slice) / tumour core (TC = NCR + ET), 0-1; edema "
+            "is not in the denominator. None when the core is empty or for binary masks."
         )
     return docs
 
@@ -318,7 +340,6 @@ def _position(
         return out
     world = _world(points, affine)
     centroid = world.mean(axis=0)
-    footprint = np.abs(affine[:3, :3]).sum(axis=1)
     x = world[:, 0] - midline_x
     left = float(np.mean(x < -band_mm))
     right = float(np.mean(x > band_mm))
@@ -326,7 +347,7 @@ def _position(
     out.update(
         centroid_voxel=[float(v) for v in points.mean(axis=0)],
         centroid_mm=[float(v) for v in centroid],
-        extent_mm=[float(v) for v in np.ptp(world, axis=0) + footprint],
+        extent_mm=_extent_mm(world, affine),
         offset_from_midline_mm=float(centroid[0] - midline_x),
         left_fraction=left,
         right_fraction=right,
@@ -336,6 +357,104 @@ def _position(
         ),
         position_in_brain=[float(v) for v in np.clip((centroid - lo) / size, 0.0, 1.0)],
     )
+    return out
+
+
+def _extent_mm(world: NDArray[np.float64], affine: NDArray[np.float64]) -> list[float]:
+    """Bounding-box size along scanner x, y, z of (N, 3) voxel centres in mm, N >= 1.
+
+    The range of the centres plus the extent of one voxel (sum of |affine| along each row).
+    """
+    footprint = np.abs(affine[:3, :3]).sum(axis=1)
+    return [float(v) for v in np.ptp(world, axis=0) + footprint]
+
+
+def ball_footprint(spacing: Sequence[float], radius_mm: float) -> NDArray[np.bool_]:
+    """Voxels within ``radius_mm`` of a centre voxel, on a grid of ``spacing`` (mm per axis).
+
+    Returns:
+        Boolean array of odd size ``2 * floor(radius_mm / spacing) + 1`` per axis, True where
+        the voxel centre lies within ``radius_mm`` (mm) of the middle one.
+    """
+    sp = np.asarray(spacing, dtype=np.float64)
+    reach = np.floor(radius_mm / sp).astype(int)
+    grids = np.ogrid[tuple(slice(-int(n), int(n) + 1) for n in reach)]
+    return sum((g * s) ** 2 for g, s in zip(grids, sp, strict=True)) <= radius_mm**2
+
+
+def eroded_mask(
+    mask: NDArray[np.bool_], *, spacing: Sequence[float], radius_mm: float = OPENING_RADIUS_MM
+) -> NDArray[np.bool_]:
+    """Centres of the balls of ``radius_mm`` that fit inside a mask (its erosion by the ball).
+
+    Outside the array counts as background. See :func:`opened_mask`.
+    """
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return np.zeros_like(m)
+    return np.asarray(ndimage.binary_erosion(m, ball_footprint(spacing, radius_mm)), dtype=bool)
+
+
+def opened_mask(
+    mask: NDArray[np.bool_],
+    *,
+    spacing: Sequence[float],
+    radius_mm: float = OPENING_RADIUS_MM,
+) -> NDArray[np.bool_]:
+    """Morphological opening of a 2D or 3D mask by a Euclidean ball of ``radius_mm``.
+
+    The union of every ball (voxel centres within ``radius_mm``, in mm from ``spacing``, so
+    anisotropic voxels are handled) that fits inside the mask: parts thinner than the ball
+    vanish, anything made of such balls is kept whole. Outside the array is background.
+
+    Args:
+        mask: (X, Y) or (X, Y, Z) boolean; crop it to the object first for speed.
+        spacing: Voxel size (mm) along each axis of ``mask``.
+        radius_mm: Radius of the ball.
+
+    Returns:
+        Boolean array of ``mask``'s shape, a subset of ``mask``; all False when no ball of
+        that radius fits (an empty mask, or one thinner everywhere).
+    """
+    centres = eroded_mask(mask, spacing=spacing, radius_mm=radius_mm)
+    if not centres.any():
+        return centres
+    grown = ndimage.binary_dilation(centres, ball_footprint(spacing, radius_mm))
+    return np.asarray(grown, dtype=bool) & np.asarray(mask, dtype=bool)
+
+
+def _opened_extent(
+    mask: NDArray[np.bool_],
+    affine: NDArray[np.float64],
+    *,
+    axis: int | None = None,
+    index: int = 0,
+) -> dict[str, Any]:
+    """``opened_extent_mm`` of a 3D mask, or of one 2D plane (``axis``, ``index``) of it.
+
+    The opening is the Minkowski sum of the eroded mask and the ball, and the bounding box of
+    a Minkowski sum is the sum of the bounding boxes (under any linear map, so also in
+    scanner space): the extent needs the erosion only, not the (slower) dilation.
+    """
+    out: dict[str, Any] = {"opened_extent_mm": [0.0, 0.0, 0.0]}
+    out["opening_radius_mm"] = OPENING_RADIUS_MM
+    if not mask.any():
+        return out
+    box = _crop(mask)
+    spacing = _spacing(affine)
+    if axis is not None:
+        spacing = np.delete(spacing, axis)
+    centres = eroded_mask(mask[box], spacing=spacing.tolist())
+    if not centres.any():
+        return out
+    ball = np.argwhere(ball_footprint(spacing.tolist(), OPENING_RADIUS_MM))
+    points = np.argwhere(centres) + np.array([b.start for b in box])
+    if axis is not None:
+        points = np.insert(points, axis, index, axis=1)
+        ball = np.insert(ball, axis, 0, axis=1)
+    ball_world = ball.astype(np.float64) @ affine[:3, :3].T
+    extent = np.asarray(_extent_mm(_world(points, affine), affine)) + np.ptp(ball_world, axis=0)
+    out["opened_extent_mm"] = [float(v) for v in extent]
     return out
 
 
@@ -349,6 +468,9 @@ def _composition(
         out[f"{prefix}_{name}"] = None if binary and name != "WT" else counts[name] * unit
     for name in COMPARTMENTS:
         out[f"proportion_{name}"] = None if binary else (counts[name] / wt if wt else 0.0)
+    core = counts["TC"]
+    for name in CORE_COMPARTMENTS:
+        out[f"core_fraction_{name}"] = None if binary or not core else counts[name] / core
     return out
 
 
@@ -475,6 +597,7 @@ def case_features(
         max_slice_area_mm2=float(per_slice.max(initial=0)) * float(spacing[0] * spacing[1]),
     )
     out.update(_shape_3d(wt, lab, binary=binary))
+    out.update(_opened_extent(wt, aff))
     frame = _brain_frame(brain, lab.shape, aff)
     points = np.argwhere(wt)
     out.update(
@@ -668,6 +791,7 @@ def slice_features(
             "et_rim_fraction": _rim_fraction(plane, binary=binary) if counts["WT"] else None,
         }
         row.update(_plane_shape(plane > 0, pixel))
+        row.update(_opened_extent(plane > 0, aff, axis=axis, index=index))
         points = np.insert(np.argwhere(plane > 0), axis, index, axis=1)
         row.update(
             _position(
@@ -751,13 +875,18 @@ def write_features(
 
 __all__ = [
     "BILATERAL_FRACTION",
+    "CORE_COMPARTMENTS",
     "FEATURE_DOCS",
     "MAJOR_COMPONENT_FRACTION",
     "MIDLINE_BAND_MM",
+    "OPENING_RADIUS_MM",
+    "ball_footprint",
     "case_features",
     "eccentricity_2d",
+    "eroded_mask",
     "features_csv",
     "laterality_from_fractions",
+    "opened_mask",
     "perimeter_2d",
     "slice_features",
     "solidity_2d",

@@ -2,8 +2,8 @@
 
 Nothing is generated. A summary is made in three steps:
 
-1. **Rules** (:func:`categorise`) give each aspect of the tumour one category from the
-   documented bands below (``size:large``, ``margin:irregular``, ``laterality:left``...).
+1. **Rules** (:func:`categorise`, :func:`category_evidence`) give each aspect of the tumour
+   one category from the documented rules below (``size:large``, ``margin:irregular``, ``laterality:left``...).
 2. **Statements** (:func:`feature_statements`) say what was measured, with numbers, one per
    aspect ("The whole tumour measures 42.1 mL, in the large band (over 50 mL).").
 3. **Retrieval**: each aspect's statement is embedded with the all-MiniLM-L6-v2 sentence
@@ -23,23 +23,51 @@ Safety rules, enforced on every summary (a violation raises ``RuntimeError``):
   the measured one;
 * every chosen sentence carries its aspect's rule category.
 
-Bands (constants of this module, boundaries inclusive on the middle band):
+Rules. Every category comes from a measured feature (:mod:`gliomaseg.interpret.features`,
+formulas in ``FEATURE_DOCS``) compared with a constant of this module; each chosen sentence
+carries that ``rule`` and its ``evidence`` (value, comparison, threshold), see
+:func:`category_evidence`. TC (tumour core) = NCR/NET + ET; WT = TC + edema.
 
-================  ====================================================================
-size, case        whole-tumour volume < 10 mL small, 10-50 mL medium, > 50 mL large
-                  (equal-volume spheres of 2.7 cm and 4.6 cm diameter)
-size, slice       whole-tumour area < 500 mm² small, 500-1600 mm² medium, > 1600 mm² large
-                  (the cross-sections of those spheres, rounded)
-margin            irregularity (1 - solidity) >= 0.20 (case) / 0.15 (slice): irregular
-focality          >= 2 components holding >= 5 % of the tumour each: multifocal; else
-                  extent >= 80 mm along any scanner axis (in-plane for slices) or >= 15 %
-                  of the brain (cases): diffuse; else focal
-laterality        from :func:`~gliomaseg.interpret.features.case_features` (scanner x)
-necrosis          NCR/NET >= 10 % of the whole tumour: necrotic core present
-enhancement       ET < 5 % of WT: none; else ET covering >= 50 % of the necrotic core's
-                  border: rim; else patchy
-edema             ED >= 50 % of WT: extensive; else limited
-================  ====================================================================
+==================  =========================  ===================  ============================
+category            quantity                   threshold            source / justification
+==================  =========================  ===================  ============================
+size small / large  WT volume (case), WT       < 10 / > 50 mL;      equal-volume spheres of 2.7
+                    area (slice)               < 500 / > 1600 mm²   and 4.6 cm; slice: their
+                                                                    cross-sections, rounded
+margin irregular    irregularity = 1 -         >= 0.20 (case),      project convention: twice
+                    solidity                   >= 0.15 (slice)      a digitised ball's 0.10 at
+                                                                    5 voxels radius (see
+                                                                    solidity_3d)
+focality            n_components_major         >= 2                 two separate lesions each
+multifocal          (each >= 5 % of WT)                             holding >= 5 % (specks left
+                                                                    by a segmentation ignored)
+focality diffuse    max opened_extent_mm       >= 80 mm, or         project convention (about
+                    (bulk after a 3 mm ball    brain_fraction       half the brain's length);
+                    opening), or               >= 0.15 (case)       the opening removes strands
+                    brain_fraction                                  and stalks under ~6 mm thick,
+                                                                    so a thin false-positive
+                                                                    stalk cannot make a focal
+                                                                    tumour diffuse
+laterality          left / midline / right     see features         :func:`~gliomaseg.interpret.
+                    fractions                                       features.laterality_from_
+                                                                    fractions`
+necrosis present    core_fraction_NCR =        >= 0.05              shares of the core, not of
+                    NCR/NET / TC                                    WT: edema is not tumour core
+                                                                    (VASARI scores necrosis and
+                                                                    enhancement as shares of the
+                                                                    tumour without edema; its
+                                                                    lowest graded share is 5 %)
+enhancement none    core_fraction_ET =         < 0.05               as for necrosis
+                    ET / TC (0 without core)
+enhancement rim     et_rim_fraction            >= 0.5               ET covering most of the
+                                                                    necrotic part's border
+edema extensive     proportion_ED = ED / WT    >= 0.5               edema is most of the
+                                                                    abnormality
+==================  =========================  ===================  ============================
+
+A tumour without a core (edema only) gets no necrosis sentence: there is no core to call
+necrotic or solid. BraTS label 1 is necrotic *or* non-enhancing tumour, so the necrosis
+sentences say "necrotic or non-enhancing" where the two cannot be told apart.
 
 Binary masks (LGG, plain tumour masks) have no compartments: necrosis, enhancement and edema
 are not described.
@@ -64,14 +92,18 @@ CASE_SIZE_BANDS_ML: tuple[float, float] = (10.0, 50.0)
 SLICE_SIZE_BANDS_MM2: tuple[float, float] = (500.0, 1600.0)
 #: Irregularity (1 - solidity) at and above which a margin is irregular, by scope.
 MARGIN_IRREGULARITY: dict[str, float] = {"case": 0.20, "slice": 0.15}
-#: Extent (mm) along any scanner axis at and above which a single tumour is diffuse.
+#: Components (each >= 5 % of the tumour) from which a tumour is multifocal.
+MULTIFOCAL_COMPONENTS = 2
+#: Extent (mm) of the tumour's bulk (``opened_extent_mm``) along any scanner axis at and
+#: above which a single tumour is diffuse.
 DIFFUSE_EXTENT_MM = 80.0
 #: Share of the brain at and above which a tumour (case) is diffuse.
 DIFFUSE_BRAIN_FRACTION = 0.15
-#: NCR/NET share of WT at and above which a necrotic core is described.
-NECROSIS_PROPORTION = 0.10
-#: ET share of WT below which the tumour is non-enhancing.
-ENHANCEMENT_PROPORTION = 0.05
+#: NCR/NET share of the tumour core (``core_fraction_NCR``) at and above which a necrotic or
+#: non-enhancing core is described.
+NECROSIS_CORE_FRACTION = 0.05
+#: ET share of the tumour core (``core_fraction_ET``) below which the tumour is non-enhancing.
+ENHANCEMENT_CORE_FRACTION = 0.05
 #: Share of the necrotic core's border covered by ET at and above which ET forms a rim.
 RIM_FRACTION = 0.5
 #: ED share of WT at and above which edema is extensive.
@@ -359,16 +391,35 @@ def _size_measure(features: Mapping[str, Any]) -> tuple[float, tuple[float, floa
     return float(features["area_mm2_WT"]), SLICE_SIZE_BANDS_MM2, "mm²"
 
 
+def _check(quantity: str, value: float, op: str, threshold: float, unit: str) -> dict[str, Any]:
+    """One comparison of a measured value with a threshold, as recorded in a summary."""
+    holds = {">=": value >= threshold, ">": value > threshold, "<": value < threshold}[op]
+    return {
+        "quantity": quantity,
+        "value": float(value),
+        "op": op,
+        "threshold": float(threshold),
+        "unit": unit,
+        "holds": bool(holds),
+    }
+
+
+def _size_checks(features: Mapping[str, Any]) -> list[dict[str, Any]]:
+    value, (low, high), unit = _size_measure(features)
+    quantity = "volume_ml_WT" if unit == "mL" else "area_mm2_WT"
+    return [_check(quantity, value, "<", low, unit), _check(quantity, value, ">", high, unit)]
+
+
 def size_band(features: Mapping[str, Any]) -> str | None:
     """Measured size band (``"small"``, ``"medium"``, ``"large"``); ``None`` when empty."""
-    value, (low, high), _ = _size_measure(features)
-    if features.get("empty") or value <= 0:
+    small, large = _size_checks(features)
+    if features.get("empty") or small["value"] <= 0:
         return None
-    return "small" if value < low else "large" if value > high else "medium"
+    return "small" if small["holds"] else "large" if large["holds"] else "medium"
 
 
 def categorise(features: Mapping[str, Any]) -> dict[str, str]:
-    """Rule-based category of each aspect, from the bands in this module's docstring.
+    """Rule-based category of each aspect (the rules: :func:`category_evidence`).
 
     Args:
         features: A :func:`~gliomaseg.interpret.features.case_features` dict or one element
@@ -376,46 +427,155 @@ def categorise(features: Mapping[str, Any]) -> dict[str, str]:
 
     Returns:
         Aspect -> category tag, in :data:`CATEGORIES` order. An empty mask has only
-        ``{"presence": "presence:none"}``; binary masks have no necrosis, enhancement or edema.
+        ``{"presence": "presence:none"}``; binary masks have no necrosis, enhancement or
+        edema, and a tumour without a core (no NCR/NET, no ET) has no necrosis aspect.
+    """
+    return {aspect: item["category"] for aspect, item in category_evidence(features).items()}
+
+
+def category_evidence(features: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each aspect's category with the measurements and thresholds that decided it.
+
+    The rules are the table in this module's docstring; every category comes from the
+    comparisons listed with it, so a reader can redo the decision.
+
+    Args:
+        features: A :func:`~gliomaseg.interpret.features.case_features` dict or one element
+            of :func:`~gliomaseg.interpret.features.slice_features`.
+
+    Returns:
+        Aspect -> ``{"category", "rule", "evidence"}``, in :data:`CATEGORIES` order;
+        ``evidence`` lists ``{"quantity", "value", "op", "threshold", "unit", "holds"}``:
+        the feature compared, its measured value, the comparison, the threshold and whether
+        it holds. Fractions are 0-1.
+
+    Raises:
+        ValueError: features of an unknown kind or missing keys.
     """
     scope = _scope(features)
     _need(features, ["empty", "irregularity", "n_components_major", "extent_mm", "laterality"])
+    presence = [_check("n_voxels", float(features.get("n_voxels") or 0), ">", 0, "voxels")]
     if features["empty"]:
-        return {"presence": "presence:none"}
-    cats = {"presence": "presence:tumour", "size": f"size:{size_band(features)}"}
-    irregularity = features.get("irregularity") or 0.0
-    irregular = irregularity >= MARGIN_IRREGULARITY[scope]
-    cats["margin"] = "margin:irregular" if irregular else "margin:smooth"
-    cats["focality"] = f"focality:{_focality(features, scope)}"
+        return {"presence": _item("presence:none", "tumour when n_voxels > 0", presence)}
+    out = {"presence": _item("presence:tumour", "tumour when n_voxels > 0", presence)}
+    out["size"] = _item(
+        f"size:{size_band(features)}",
+        "small below the first threshold, large above the second, else medium",
+        _size_checks(features),
+    )
+    irregular = _check(
+        "irregularity", float(features["irregularity"] or 0.0), ">=", MARGIN_IRREGULARITY[scope], ""
+    )
+    out["margin"] = _item(
+        "margin:irregular" if irregular["holds"] else "margin:smooth",
+        "irregular when 1 - solidity reaches the threshold, else smooth",
+        [irregular],
+    )
+    out["focality"] = _focality(features, scope)
     if features.get("laterality"):
-        cats["laterality"] = f"laterality:{features['laterality']}"
+        out["laterality"] = _laterality(features)
     if not features.get("binary"):
-        _need(features, ["proportion_NCR", "proportion_ED", "proportion_ET", "et_rim_fraction"])
-        ncr, ed, et = (float(features[f"proportion_{k}"] or 0.0) for k in ("NCR", "ED", "ET"))
-        cats["necrosis"] = "necrosis:present" if ncr >= NECROSIS_PROPORTION else "necrosis:absent"
-        rim = features.get("et_rim_fraction") or 0.0
-        cats["enhancement"] = (
-            "enhancement:none"
-            if et < ENHANCEMENT_PROPORTION
-            else "enhancement:rim"
-            if rim >= RIM_FRACTION
-            else "enhancement:patchy"
+        out.update(_compartments(features))
+    return out
+
+
+def _item(category: str, rule: str, evidence: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"category": category, "rule": rule, "evidence": evidence}
+
+
+def _focality(features: Mapping[str, Any], scope: str) -> dict[str, Any]:
+    _need(features, ["opened_extent_mm"])
+    checks = [
+        _check(
+            "n_components_major",
+            int(features.get("n_components_major") or 0),
+            ">=",
+            MULTIFOCAL_COMPONENTS,
+            "components",
         )
-        cats["edema"] = "edema:extensive" if ed >= EDEMA_PROPORTION else "edema:limited"
-    return cats
-
-
-def _focality(features: Mapping[str, Any], scope: str) -> str:
-    if int(features.get("n_components_major") or 0) >= 2:
-        return "multifocal"
-    extent = list(features.get("extent_mm") or [0.0, 0.0, 0.0])
+    ]
+    extent = list(features.get("opened_extent_mm") or [0.0, 0.0, 0.0])
     if scope == "slice" and "axis" in features and len(extent) == 3:
         extent.pop(int(features["axis"]))  # in-plane extent only (canonical axes = x, y, z)
+    checks.append(
+        _check("max(opened_extent_mm)", max(extent, default=0.0), ">=", DIFFUSE_EXTENT_MM, "mm")
+    )
     fraction = features.get("brain_fraction") if scope == "case" else None
-    wide = max(extent, default=0.0) >= DIFFUSE_EXTENT_MM
-    if wide or (fraction is not None and fraction >= DIFFUSE_BRAIN_FRACTION):
-        return "diffuse"
-    return "focal"
+    if fraction is not None:
+        checks.append(_check("brain_fraction", fraction, ">=", DIFFUSE_BRAIN_FRACTION, ""))
+    kind = (
+        "multifocal"
+        if checks[0]["holds"]
+        else "diffuse"
+        if any(c["holds"] for c in checks[1:])
+        else "focal"
+    )
+    rule = (
+        "multifocal with 2 or more components each holding >= 5% of the tumour; else diffuse "
+        "when the bulk (after an opening that removes thin strands) spans the extent "
+        "threshold along an axis"
+        + (" or the tumour fills the brain-fraction threshold" if scope == "case" else "")
+        + "; else focal"
+    )
+    return _item(f"focality:{kind}", rule, checks)
+
+
+def _laterality(features: Mapping[str, Any]) -> dict[str, Any]:
+    """The side decided by the features module, with the shares it was decided from."""
+    from gliomaseg.interpret.features import BILATERAL_FRACTION, MIDLINE_MAJORITY
+
+    shares = {k: float(features.get(f"{k}_fraction") or 0.0) for k in ("left", "midline", "right")}
+    checks = [
+        _check("left_fraction", shares["left"], ">=", BILATERAL_FRACTION, ""),
+        _check("right_fraction", shares["right"], ">=", BILATERAL_FRACTION, ""),
+        _check("midline_fraction", shares["midline"], ">=", MIDLINE_MAJORITY, ""),
+    ]
+    rule = (
+        "from the features (laterality_from_fractions): bilateral when both sides reach their "
+        "threshold, else midline when the midline band reaches its threshold, else the side "
+        "holding more"
+    )
+    return _item(f"laterality:{features['laterality']}", rule, checks)
+
+
+def _compartments(features: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Necrosis, enhancement and edema of a multi-label segmentation."""
+    _need(features, ["core_fraction_NCR", "core_fraction_ET", "proportion_ED", "et_rim_fraction"])
+    out: dict[str, dict[str, Any]] = {}
+    ncr = features["core_fraction_NCR"]
+    if ncr is not None:  # no core (edema only): nothing to say about necrosis
+        check = _check("core_fraction_NCR", ncr, ">=", NECROSIS_CORE_FRACTION, "")
+        out["necrosis"] = _item(
+            "necrosis:present" if check["holds"] else "necrosis:absent",
+            "present when NCR/NET is at least the threshold share of the tumour core "
+            "(NCR + ET; edema excluded), else absent",
+            [check],
+        )
+    # No core means no enhancing voxel: its share is 0.
+    et = _check(
+        "core_fraction_ET", features["core_fraction_ET"] or 0.0, "<", ENHANCEMENT_CORE_FRACTION, ""
+    )
+    rim = _check("et_rim_fraction", features["et_rim_fraction"] or 0.0, ">=", RIM_FRACTION, "")
+    out["enhancement"] = _item(
+        "enhancement:none"
+        if et["holds"]
+        else "enhancement:rim"
+        if rim["holds"]
+        else "enhancement:patchy",
+        "none when ET is below the threshold share of the tumour core; else rim when ET covers "
+        "at least the threshold share of the necrotic part's border (0 without NCR/NET); else "
+        "patchy",
+        [et, rim],
+    )
+    edema = _check(
+        "proportion_ED", float(features["proportion_ED"] or 0.0), ">=", EDEMA_PROPORTION, ""
+    )
+    out["edema"] = _item(
+        "edema:extensive" if edema["holds"] else "edema:limited",
+        "extensive when edema is at least the threshold share of the whole tumour, else limited",
+        [edema],
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- statements
@@ -441,7 +601,7 @@ LEADS: dict[str, str] = {
     "laterality:bilateral": "It involves both hemispheres",
     "laterality:midline": "It lies at the midline",
     "necrosis:present": "A necrotic or non-enhancing core is present",
-    "necrosis:absent": "The tumour core appears solid, without necrosis",
+    "necrosis:absent": "The tumour core is almost entirely enhancing, with negligible necrosis",
     "enhancement:rim": "An enhancing rim surrounds the core",
     "enhancement:patchy": "Enhancement is patchy",
     "enhancement:none": "The tumour shows minimal enhancement",
@@ -475,11 +635,11 @@ def aspect_statements(features: Mapping[str, Any]) -> dict[str, str]:
     if not features.get("binary"):
         rim = features.get("et_rim_fraction")
         details |= {
-            "necrosis": f"(necrotic / non-enhancing core {_pct(features['proportion_NCR'])} "
-            "of the whole tumour)",
-            "enhancement": f"(enhancing tumour {_pct(features['proportion_ET'])} of the whole "
-            "tumour"
-            + ("" if rim is None else f", covering {_pct(rim)} of the core's border")
+            "necrosis": f"(necrotic / non-enhancing part {_pct(features['core_fraction_NCR'])} "
+            f"of the tumour core; present from {_pct(NECROSIS_CORE_FRACTION)})",
+            "enhancement": f"(enhancing tumour {_pct(features['core_fraction_ET'])} of the "
+            "tumour core"
+            + ("" if rim is None else f", covering {_pct(rim)} of the necrotic part's border")
             + ")",
             "edema": f"(edema {_pct(features['proportion_ED'])} of the whole tumour)",
         }
@@ -490,10 +650,11 @@ def _focality_details(features: Mapping[str, Any]) -> str:
     n = int(features.get("n_components") or 0)
     major = int(features.get("n_components_major") or 0)
     extent = " x ".join(f"{v:.0f}" for v in features.get("extent_mm") or [])
+    bulk = " x ".join(f"{v:.0f}" for v in features.get("opened_extent_mm") or [])
     text = f"({n} separate component{'s' if n != 1 else ''}"
     if n != major:
         text += f", {major} holding at least 5% of it"
-    return f"{text}; extent {extent} mm along x, y, z)"
+    return f"{text}; extent {extent} mm along x, y, z, bulk {bulk} mm)"
 
 
 def _laterality_details(features: Mapping[str, Any]) -> str:
@@ -564,7 +725,8 @@ def _summarise(
         )
     lib = library if library is not None else load_library()
     model = embedder if embedder is not None else default_embedder()
-    cats = categorise(features)
+    evidence = category_evidence(features)
+    cats = {aspect: item["category"] for aspect, item in evidence.items()}
     queries = aspect_statements(features)
     pool = lib.for_scope(scope)
     sims = _cosine(model.embed([queries[a] for a in cats]), model.embed([s.text for s in pool]))
@@ -597,6 +759,8 @@ def _summarise(
                 "top1_categories": list(pool[top].categories),
                 "top1_score": float(sims[row, top]),
                 "agreement": category in pool[top].categories,
+                "rule": evidence[aspect]["rule"],
+                "evidence": evidence[aspect]["evidence"],
             }
         )
     summary: dict[str, Any] = {
@@ -634,8 +798,10 @@ def summarise_case(
         ``{"kind", "empty", "size_band", "text", "sentences", "statements", "categories",
         "agreement", "agreement_rate", "embedder", "library", "features"}``. ``sentences``
         holds, per aspect, the chosen sentence (``id``, ``text``, ``categories``, cosine
-        ``score``), the ``query`` statement, the unrestricted ``top1_*`` sentence and the
-        ``agreement`` flag; ``text`` joins the chosen sentences.
+        ``score``), the ``query`` statement, the unrestricted ``top1_*`` sentence, the
+        ``agreement`` flag, and the ``rule`` and ``evidence`` (measured values and the
+        thresholds they were compared with, :func:`category_evidence`) behind its
+        ``category``; ``text`` joins the chosen sentences.
 
     Raises:
         ValueError: features of a slice or missing keys; a library lacking safe sentences.
@@ -734,6 +900,7 @@ __all__ = [
     "agreement_report",
     "aspect_statements",
     "categorise",
+    "category_evidence",
     "check_summary",
     "default_embedder",
     "default_library_path",

@@ -28,6 +28,7 @@ from gliomaseg.report.case_data import (
     find_case_files,
     intensity_stats,
     load_volumes,
+    reference_scores,
     summary_ids,
 )
 from gliomaseg.report.html import (
@@ -71,12 +72,14 @@ _REGION_ROWS = (("WT", "region"), ("TC", "region"), ("ET", "region"))
 
 @dataclass
 class Report:
-    """A rendered page: the HTML, its figures (for ``--figures``) and its warnings."""
+    """A rendered page: the HTML, its figures (for ``--figures``), its warnings and, with a
+    reference, the scores against it (:func:`~gliomaseg.report.case_data.reference_scores`)."""
 
     html: str
     figures: list[Figure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
+    reference_scores: dict[str, dict[str, float]] | None = None
 
 
 def build_case_report(
@@ -108,6 +111,7 @@ def build_case_report(
     files = find_case_files(case_dir, cid, explain_dir=explain_dir)
     volumes = load_volumes(files, reference=reference, reference_scheme=reference_scheme)
     warnings = case_warnings(files, volumes)
+    scores = reference_scores(volumes)
     slices = choose_slices(files.summary, volumes.prediction)
     shown = crop_in_plane(volumes)
     sections = [
@@ -116,7 +120,7 @@ def build_case_report(
         _slices_section(files, shown, slices),
         _probability_section(files, shown, slices),
         _slice_chart_section(files, slices),
-        _volumes_section(files, volumes),
+        _volumes_section(files, volumes, scores),
         _features_section(files),
         _summary_section(files),
         _render_section(files),
@@ -127,7 +131,13 @@ def build_case_report(
         subtitle=_subtitle(files.summary),
         sections=sections,
     )
-    return Report(html=page, figures=all_figures(sections), warnings=warnings, sections=sections)
+    return Report(
+        html=page,
+        figures=all_figures(sections),
+        warnings=warnings,
+        sections=sections,
+        reference_scores=scores,
+    )
 
 
 def write_case_report(
@@ -201,7 +211,7 @@ def _overview(files: CaseFiles, volumes: CaseVolumes) -> Section:
         ("model", s.get("model")),
     ]
     if volumes.reference is not None:
-        items.insert(2, ("reference", "outlined dashed; volumes compared below"))
+        items.insert(2, ("reference", "outlined dashed; Dice, HD95 and volumes compared below"))
     return Section("overview", "Overview", definition_list(i for i in items if i[1] is not None))
 
 
@@ -350,12 +360,16 @@ def _slice_chart_section(files: CaseFiles, slices: list[int]) -> Section:
     return Section("slice-probability", title, fig.html(), figures=[fig])
 
 
-def _volumes_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
+def _volumes_section(
+    files: CaseFiles, volumes: CaseVolumes, scores: dict[str, dict[str, float]] | None = None
+) -> Section:
     from gliomaseg.postprocess import region_volumes
 
     title = "Volumes"
     predicted = files.summary.get("volumes_ml") or {}
     if not predicted:
+        if scores:
+            return Section("volumes", title, _reference_table(scores, volumes.spacing))
         return Section("volumes", title, omitted="the summary records no volumes")
     ref_vol: dict[str, float] = {}
     if volumes.reference is not None:
@@ -383,7 +397,44 @@ def _volumes_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
         rows.append(row)
     numeric = [False, False, False, True, True, True][: len(headers)]
     body = table(headers, rows, numeric=numeric) + _geometry_table(files.summary)
+    if scores:
+        body = _reference_table(scores, volumes.spacing) + body
     return Section("volumes", title, body)
+
+
+def _reference_table(scores: dict[str, dict[str, float]], spacing: tuple[float, ...]) -> str:
+    """Dice, HD95 and volumes per region against the reference (from gliomaseg.metrics)."""
+    from gliomaseg.metrics import EMPTY_POLICIES
+
+    rows = [
+        [
+            "tumour" if region == "tumour" else words(region),
+            region,
+            m["dice"],
+            m["hd95_mm"],
+            m["pred_volume_ml"],
+            m["ref_volume_ml"],
+            m["pred_volume_ml"] - m["ref_volume_ml"],
+        ]
+        for region, m in scores.items()
+    ]
+    headers = [
+        "region",
+        "abbreviation",
+        "Dice",
+        "HD95 (mm)",
+        "predicted (mL)",
+        "reference (mL)",
+        "difference (mL)",
+    ]
+    voxel = " x ".join(f"{s:g}" for s in spacing)
+    return (
+        "<h3>Agreement with the reference</h3>"
+        + table(headers, rows, numeric=[False, False, True, True, True, True, True])
+        + f'<p class="note">The segmentation file against the reference at its voxel size '
+        f"({esc(voxel)} mm), gliomaseg.metrics; difference = predicted - reference. Empty "
+        f"masks: {esc(EMPTY_POLICIES['brats'])}.</p>"
+    )
 
 
 def _geometry_table(summary: dict[str, Any]) -> str:
@@ -442,6 +493,7 @@ def _summary_section(files: CaseFiles) -> Section:
             s.get("aspect"),
             s.get("category"),
             s.get("text"),
+            evidence_text(s.get("evidence")),
             s.get("score"),
             "yes" if s.get("agreement") else f"no (top-1: {s.get('top1_id')})",
         ]
@@ -452,9 +504,16 @@ def _summary_section(files: CaseFiles) -> Section:
     body = (
         f'<p class="summary-text">{esc(expl.get("text", ""))}</p>'
         + table(
-            ["aspect", "rule category", "chosen sentence", "cosine score", "top-1 agrees"],
+            [
+                "aspect",
+                "rule category",
+                "chosen sentence",
+                "measured (threshold)",
+                "cosine score",
+                "top-1 agrees",
+            ],
             rows,
-            numeric=[False, False, False, True, False],
+            numeric=[False, False, False, False, True, False],
         )
         + (f"<h3>What was measured</h3><ul>{statements}</ul>" if statements else "")
         + (f'<h3>Notes from explain</h3><ul class="note">{notes}</ul>' if notes else "")
@@ -463,6 +522,26 @@ def _summary_section(files: CaseFiles) -> Section:
         f"the rule category; agreement rate {fmt(expl.get('agreement_rate'))}.</p>"
     )
     return Section("summary", title, body)
+
+
+def evidence_text(evidence: Any) -> str:
+    """The comparisons behind a sentence's category, in one line ("" when not recorded).
+
+    ``[{"quantity": "core_fraction_NCR", "value": 0.36, "op": ">=", "threshold": 0.05,
+    "holds": true}]`` -> ``"core_fraction_NCR 0.36 >= 0.05: yes"``.
+    """
+    if not isinstance(evidence, list):
+        return ""
+    parts = []
+    for check in evidence:
+        if not isinstance(check, dict):
+            continue
+        unit = f" {check['unit']}" if check.get("unit") else ""
+        parts.append(
+            f"{check.get('quantity')} {fmt(check.get('value'))}{unit} {check.get('op')} "
+            f"{fmt(check.get('threshold'))}{unit}: {'yes' if check.get('holds') else 'no'}"
+        )
+    return "; ".join(parts)
 
 
 def _render_section(files: CaseFiles) -> Section:

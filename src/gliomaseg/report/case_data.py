@@ -51,6 +51,11 @@ OUTLIER_RANGES = 10.0
 MAX_P99_OVER_MEDIAN = 20.0
 #: How many slices the image panels show at most.
 MAX_SLICES = 4
+#: Share of the predicted whole-tumour volume that postprocessing (removal of small
+#: connected components) may take away before the report warns. Component removal is meant
+#: to drop specks; when it takes a tenth or more of what the network predicted, the result
+#: depends on the threshold and the removed regions deserve a look.
+MAX_REMOVED_FRACTION = 0.10
 
 
 @dataclass
@@ -477,6 +482,64 @@ def confidence_warnings(
     return out
 
 
+def postprocessing_warnings(summary: dict[str, Any]) -> list[str]:
+    """A line when postprocessing removed a large share of the prediction.
+
+    Reads the ``postprocessing`` record of ``<id>_summary.json``: ``removed_fraction`` (share
+    of ``wt_before_ml``, the whole tumour the network predicted, that component removal took
+    away) against :data:`MAX_REMOVED_FRACTION`. A record from before these fields existed
+    only says how many components went, so removed components are then reported without a
+    share.
+    """
+    record = summary.get("postprocessing")
+    if not isinstance(record, dict) or not record.get("components_removed"):
+        return []
+    n = int(record["components_removed"])
+    what = (
+        f"{n} connected component{'s' if n != 1 else ''} under "
+        f"{float(record.get('min_component_ml') or 0):g} mL"
+    )
+    fraction = record.get("removed_fraction")
+    if fraction is None:
+        return [
+            f"postprocessing removed {what}; the summary does not record their volume (made "
+            "by an older gliomaseg): re-run 'gliomaseg segment' to see their share"
+        ]
+    if float(fraction) < MAX_REMOVED_FRACTION:
+        return []
+    return [
+        f"postprocessing removed {100 * float(fraction):.0f}% of the predicted whole tumour "
+        f"({float(record.get('removed_ml') or 0):.1f} of "
+        f"{float(record.get('wt_before_ml') or 0):.1f} mL; warning from "
+        f"{100 * MAX_REMOVED_FRACTION:.0f}%): {what}; the network predicted tumour there, "
+        "review the removed regions (--min-component-ml 0 keeps them)"
+    ]
+
+
+def reference_scores(volumes: CaseVolumes) -> dict[str, dict[str, float]] | None:
+    """Dice, HD95 and volumes of the prediction against the ``--reference`` label map.
+
+    :func:`gliomaseg.metrics.region_metrics` per region (WT, TC, ET; ``tumour`` for binary
+    predictions), at the case's voxel size, BraTS empty-mask policy.
+
+    Returns:
+        Region -> :data:`gliomaseg.metrics.METRIC_NAMES` values, or ``None`` without both a
+        prediction and a reference.
+    """
+    if volumes.prediction is None or volumes.reference is None:
+        return None
+    from gliomaseg.labels import REGIONS
+    from gliomaseg.metrics import BINARY_REGIONS, region_metrics
+
+    return region_metrics(
+        volumes.prediction,
+        volumes.reference,
+        spacing=volumes.spacing,
+        regions=BINARY_REGIONS if volumes.binary else REGIONS,
+        labels=(),
+    )
+
+
 def case_warnings(files: CaseFiles, volumes: CaseVolumes) -> list[str]:
     """Every warning of a case report, most important first."""
     summary = files.summary
@@ -484,6 +547,7 @@ def case_warnings(files: CaseFiles, volumes: CaseVolumes) -> list[str]:
     volumes_ml = summary.get("volumes_ml") or {}
     if volumes_ml and not any(float(v or 0) > 0 for v in volumes_ml.values()):
         out.append("no tumour segmented: every predicted volume is 0 mL")
+    out += postprocessing_warnings(summary)
     inputs = summary.get("inputs") or {}
     # Only judge when the modalities are known (per-modality inputs, or images read from a
     # folder); an unreadable folder is already reported in the notes.
