@@ -116,6 +116,25 @@ class Case:
             return array
         return from_canonical(array, self.source_affine)
 
+    def source_indices(self, points: NDArray[np.generic]) -> NDArray[np.float64]:
+        """Canonical voxel indices -> voxel indices of the input file's array (as stored).
+
+        Args:
+            points: (N, 3) (or (3,)) indices on the canonical grid; fractional allowed.
+
+        Returns:
+            (N, D) float indices into the input array, D = 3, or 2 for a 2D input file (its
+            one-slice axis dropped). Exact (flips and axis swaps only). Without a recorded
+            source geometry the canonical indices are returned.
+        """
+        from gliomaseg.geometry import to_source_indices
+
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        if self.source_affine is None or self.source_shape is None:
+            return pts
+        out = to_source_indices(pts, self.source_affine, self.source_shape)
+        return out[:, :2] if len(self.source_shape) == 2 else out
+
     def with_label(self, label: np.ndarray | None) -> Case:
         """A copy of the case with another label map (same grid)."""
         return replace(self, label=label)

@@ -319,9 +319,9 @@ def _read_prediction(
 
 def _ornt_affine(affine: NDArray[np.float64], shape: Sequence[int]) -> NDArray[np.float64]:
     """The matrix ``to_canonical`` composes with ``affine`` for a grid of ``shape``."""
-    from nibabel import orientations as nio
+    from gliomaseg.geometry import source_index_affine
 
-    return np.asarray(nio.inv_ornt_aff(nio.io_orientation(affine), tuple(shape)))
+    return source_index_affine(affine, shape)
 
 
 # --------------------------------------------------------------------------- evaluation

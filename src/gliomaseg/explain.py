@@ -182,9 +182,14 @@ def measure_case(case: Case, *, slices: bool = True) -> tuple[dict[str, Any], li
         raise ValueError(f"{case.case_id}: no label map to measure; pass a labelled case")
     binary = bool(case.scheme is not None and case.scheme.binary)
     label, affine, brain, image = case.label, case.affine, case.brain_mask, case.image
-    feats = case_features(label, affine=affine, brain_mask=brain, image=image, binary=binary)
+    to_input = case.source_indices  # centroid_voxel in the input file's indices, as segment's
+    feats = case_features(
+        label, affine=affine, brain_mask=brain, image=image, binary=binary, to_input=to_input
+    )
     rows = (
-        slice_features(label, affine=affine, brain_mask=brain, image=image, binary=binary)
+        slice_features(
+            label, affine=affine, brain_mask=brain, image=image, binary=binary, to_input=to_input
+        )
         if slices
         else []
     )

@@ -69,6 +69,35 @@ def from_canonical(
     return _apply_ornt(array, back)
 
 
+def source_index_affine(
+    source_affine: NDArray[np.float64], source_shape: Sequence[int]
+) -> NDArray[np.float64]:
+    """4x4 matrix taking canonical voxel indices to the input array's voxel indices.
+
+    :func:`to_canonical` only flips and permutes axes, so this is a signed permutation plus
+    a shift (``n - 1`` along each flipped axis): exact, and the matrix ``to_canonical``
+    composes with the input's affine (canonical affine = ``source_affine @ this``).
+
+    Args:
+        source_affine: 4x4 affine of the input file.
+        source_shape: Spatial shape of the input array; a 2D shape is one slice (Z = 1).
+    """
+    shape = tuple(int(s) for s in source_shape)[:3]
+    shape = shape + (1,) * (3 - len(shape))
+    ornt = nio.io_orientation(np.asarray(source_affine, dtype=np.float64))
+    return np.asarray(nio.inv_ornt_aff(ornt, shape), dtype=np.float64)
+
+
+def to_source_indices(
+    points: NDArray[np.floating] | NDArray[np.integer],
+    source_affine: NDArray[np.float64],
+    source_shape: Sequence[int],
+) -> NDArray[np.float64]:
+    """(N, 3) canonical voxel indices (fractional allowed) -> (N, 3) input-array indices."""
+    m = source_index_affine(source_affine, source_shape)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+
+
 def check_same_grid(
     grids: Sequence[tuple[str, tuple[int, ...], NDArray[np.float64]]], *, atol: float = 1e-3
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -93,8 +94,24 @@ def postprocess(
     return out, record
 
 
+#: What the position fields of :func:`tumour_geometry` are measured in (also in the summary).
+COORDINATES = {
+    "bbox_voxels": (
+        "voxel indices of the input file's array as stored (the _seg output has the same "
+        "grid): start inclusive, stop exclusive, per array axis"
+    ),
+    "centroid_voxel": "fractional voxel indices of the input file's array",
+    "centroid_mm": "scanner RAS+ mm (x to the patient's Right, y Anterior, z Superior)",
+    "extent_mm": "size of the bounding box along scanner x, y, z (RAS+), mm",
+}
+
+
 def tumour_geometry(
-    label: np.ndarray, affine: np.ndarray, *, brain: np.ndarray | None = None
+    label: np.ndarray,
+    affine: np.ndarray,
+    *,
+    brain: np.ndarray | None = None,
+    to_input: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Where the whole tumour is: components, bounding box, extent, centroid, hemisphere.
 
@@ -102,10 +119,14 @@ def tumour_geometry(
         label: (X, Y, Z) internal codes on a RAS+ canonical grid.
         affine: Its voxel -> scanner (mm) matrix.
         brain: Optional (X, Y, Z) brain mask; its centroid defines the midline (else x = 0).
+        to_input: Maps (N, 3) canonical voxel indices to the input file's array indices
+            (:meth:`gliomaseg.case.Case.source_indices`); without it voxel positions are
+            indices of ``label``.
 
     Returns:
-        JSON-ready dict; an empty mask gives zeros and None, never an error. Hemisphere is
-        from scanner x (RAS+: +x is the patient's right), compared with the brain's centroid.
+        JSON-ready dict (units in :data:`COORDINATES`); an empty mask gives zeros and None,
+        never an error. Hemisphere is from scanner x (RAS+: +x is the patient's right),
+        compared with the brain's centroid.
     """
     wt = label > 0
     if not wt.any():
@@ -130,6 +151,10 @@ def tumour_geometry(
     side = centroid_mm[0] - midline
     hemisphere = "midline" if abs(side) < 2.0 else ("right" if side > 0 else "left")
     extent = (hi - lo + 1) * spacing
+    if to_input is not None:  # flips and axis swaps: the two corners bound the box
+        corners = np.rint(to_input(np.stack([lo, hi]))).astype(int)
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        centroid = to_input(centroid[None])[0]
     return {
         "components": int(n),
         "bbox_voxels": {"start": lo.tolist(), "stop": (hi + 1).tolist()},

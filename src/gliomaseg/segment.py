@@ -8,7 +8,8 @@ crop and the reorientation, postprocess, and write atomically:
   scheme (or ``--labels``);
 * ``<case>_summary.json``: volumes (mL) per label and region, components, bounding box and
   extents (mm), centroid (voxel and scanner mm), hemisphere, per-slice maximum tumour
-  probability and the slices flagged for review;
+  probability and the slices flagged for review; voxel positions are indices of the input
+  file's array, mm positions scanner RAS+ (``coordinates`` in the summary says so);
 * optionally ``<case>_probs.nii.gz`` (one volume per output channel, 0-1 in uint8 steps);
 * for LGG TIFF stacks, ``<patient>/<slice>_pred.tif`` per input slice (0/255) as well.
 """
@@ -33,6 +34,7 @@ from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.labels import get_scheme
 from gliomaseg.postprocess import (
+    COORDINATES,
     PostprocessConfig,
     postprocess,
     region_volumes,
@@ -263,7 +265,8 @@ def summarise(
         "spacing_known": case.spacing_known,
         "voxel_volume_ml": case.voxel_volume_ml,
         "volumes_ml": region_volumes(label, case.voxel_volume_ml, binary=binary),
-        **tumour_geometry(label, case.affine, brain=brain),
+        **tumour_geometry(label, case.affine, brain=brain, to_input=case.source_indices),
+        "coordinates": COORDINATES,
         "postprocessing": record,
         "tta": config.tta,
         "flag_threshold": config.flag_threshold,

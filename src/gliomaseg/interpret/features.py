@@ -38,7 +38,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,10 @@ def _docs() -> dict[str, str]:
         "n_slices": "Number of axial (axis 2) slices holding tumour.",
         "height_mm": "n_slices * slice thickness (voxel size along axis 2), mm.",
         "max_slice_area_mm2": "Largest WT area over the axial (axis 2) slices, mm².",
-        "centroid_voxel": "WT centroid in (fractional) array indices (i, j, k), voxels.",
+        "centroid_voxel": (
+            "WT centroid in (fractional) voxel indices (i, j, k) of the input file's array as "
+            "stored (explain passes the mapping; of the label array when none is given)."
+        ),
         "centroid_mm": "WT centroid in scanner RAS+ coordinates (x, y, z): affine @ voxel, mm.",
         "extent_mm": (
             "Size of the WT's bounding box along scanner x, y, z: range of voxel centres plus "
@@ -549,6 +552,7 @@ def case_features(
     binary: bool = False,
     midline_band_mm: float = MIDLINE_BAND_MM,
     bilateral_fraction: float = BILATERAL_FRACTION,
+    to_input: Callable[[NDArray[Any]], NDArray[Any]] | None = None,
 ) -> dict[str, Any]:
     """Features of a whole label map, in mm and mL (keys and formulas: :data:`FEATURE_DOCS`).
 
@@ -562,6 +566,9 @@ def case_features(
         binary: The label is a binary tumour mask (WT only; compartment features ``None``).
         midline_band_mm: Half-width of the midline band, mm.
         bilateral_fraction: Share of the volume each side needs for ``"bilateral"``.
+        to_input: Maps (N, 3) indices of ``label`` to the input file's array indices
+            (:meth:`gliomaseg.case.Case.source_indices`) for ``centroid_voxel``; default:
+            indices of ``label`` itself.
 
     Returns:
         Flat dict of JSON-able values (numbers, strings, ``None``, lists of 3 numbers).
@@ -605,7 +612,16 @@ def case_features(
             points, aff, frame, band_mm=midline_band_mm, bilateral_fraction=bilateral_fraction
         )
     )
+    _input_centroid(out, to_input)
     return out
+
+
+def _input_centroid(
+    row: dict[str, Any], to_input: Callable[[NDArray[Any]], NDArray[Any]] | None
+) -> None:
+    """Express ``centroid_voxel`` in the input file's array indices (in place)."""
+    if to_input is not None and row.get("centroid_voxel") is not None:
+        row["centroid_voxel"] = [float(v) for v in to_input(np.asarray(row["centroid_voxel"]))[0]]
 
 
 def _n_major(sizes: NDArray[np.integer]) -> int:
@@ -737,6 +753,7 @@ def slice_features(
     indices: Sequence[int] | None = None,
     midline_band_mm: float = MIDLINE_BAND_MM,
     bilateral_fraction: float = BILATERAL_FRACTION,
+    to_input: Callable[[NDArray[Any]], NDArray[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-slice features in mm² and mm (keys and formulas: :data:`FEATURE_DOCS`).
 
@@ -750,6 +767,8 @@ def slice_features(
         indices: Slices to describe; default every slice along ``axis``.
         midline_band_mm: Half-width of the midline band, mm.
         bilateral_fraction: Share of the area each side needs for ``"bilateral"``.
+        to_input: As for :func:`case_features` (``centroid_voxel`` only; ``slice_index``
+            stays the index along ``axis`` of ``label``).
 
     Returns:
         One flat dict per slice, in ``indices`` order. An empty slice has areas 0,
@@ -798,6 +817,7 @@ def slice_features(
                 points, aff, frame, band_mm=midline_band_mm, bilateral_fraction=bilateral_fraction
             )
         )
+        _input_centroid(row, to_input)
         rows.append(row)
     return rows
 

@@ -17,6 +17,22 @@ gives plain binary marching cubes.
 
 For an LGG TIFF stack (no voxel size in the files) pass the slice thickness the caller knows
 (:func:`reconstruct_case`); the mesh records whether the spacing was known.
+
+Coordinates: given an affine (:func:`reconstruct_case` always passes the case's), vertices are
+in **scanner RAS+ mm** (x to the patient's Right, y Anterior, z Superior): the world of the
+NIfTI affine, the same as ``centroid_mm`` in ``segment``'s summary, so the surface overlays
+the input image. Mesh formats carry no coordinate system, and viewers differ:
+
+* 3D Slicer (since 4.11, 2020) assumes LPS for STL/PLY/OBJ files *unless* the header says
+  ``SPACE=RAS`` (or ``SPACE=LPS``); we write ``SPACE=RAS`` in the STL header and as a PLY
+  comment, so Slicer loads the surface onto the image with no option to set.
+* ITK-SNAP's 3D world is the NIfTI (RAS) world: it exports its own meshes in RAS with the
+  same ``SPACE=RAS`` comment; ITK-SNAP 4 loads VTK/VTP meshes, not STL/PLY (convert the STL
+  with any VTK tool, keeping the coordinates).
+* Tools that ignore the tag and assume LPS (ITK's physical space) need x and y negated.
+
+Without an affine (:func:`reconstruct` with ``spacing`` only) vertices are ``index * spacing``
+along the array axes and the files carry no ``SPACE`` tag.
 """
 
 from __future__ import annotations
@@ -56,9 +72,9 @@ class Mesh:
     """A closed triangle surface in millimetres.
 
     Attributes:
-        vertices: (V, 3) float64 positions in mm along the array axes (index * spacing),
-            origin at the centre of voxel (0, 0, 0). For canonical RAS+ arrays the axes are
-            scanner x (Right), y (Anterior), z (Superior), shifted by the affine's origin.
+        vertices: (V, 3) float64 positions in mm: scanner RAS+ coordinates when ``space`` is
+            ``"RAS"`` (built with an affine), else along the array axes (index * spacing,
+            origin at the centre of voxel (0, 0, 0)) when ``space`` is ``"array"``.
         faces: (F, 3) int64 vertex indices, consistently oriented.
         spacing: Voxel size (mm) along the three array axes.
         height_mm: Number of slices (axis 2) holding the mask * slice thickness, mm.
@@ -68,6 +84,7 @@ class Mesh:
         surface_area_mm2: Sum of the triangle areas, mm².
         spacing_known: False when the spacing was assumed (LGG TIFF without a given
             thickness): then every physical number is in units of the assumed spacing.
+        space: ``"RAS"`` (scanner RAS+ mm) or ``"array"`` (index * spacing).
     """
 
     vertices: NDArray[np.float64]
@@ -79,6 +96,7 @@ class Mesh:
     voxel_volume_ml: float
     surface_area_mm2: float
     spacing_known: bool = True
+    space: str = "array"
 
     @property
     def empty(self) -> bool:
@@ -92,6 +110,7 @@ class Mesh:
             "n_faces": len(self.faces),
             "spacing_mm": list(self.spacing),
             "spacing_known": self.spacing_known,
+            "coordinates": _SPACE_WORDS[self.space],
             "n_slices": self.n_slices,
             "height_mm": self.height_mm,
             "mesh_volume_ml": self.mesh_volume_ml,
@@ -147,7 +166,8 @@ def _field(mask: NDArray[np.bool_], sigma: float) -> NDArray[np.float32]:
 def reconstruct(
     mask: NDArray[Any],
     *,
-    spacing: Sequence[float],
+    spacing: Sequence[float] | None = None,
+    affine: NDArray[np.floating] | None = None,
     smooth_sigma: float = SMOOTH_SIGMA,
     spacing_known: bool = True,
 ) -> Mesh:
@@ -156,6 +176,9 @@ def reconstruct(
     Args:
         mask: (X, Y, Z) array; non-zero voxels are inside. A 2D (X, Y) mask is one slice.
         spacing: Voxel size (mm) along the array axes; the third is the slice thickness.
+            Used when no ``affine`` is given (vertices then along the array axes).
+        affine: 4x4 voxel -> scanner RAS+ mm matrix of ``mask``: vertices are then in scanner
+            coordinates (the spacing is its column norms, ``spacing`` must be None).
         smooth_sigma: Sigma (voxels) of the constrained smoothing (module docstring);
             0 for plain binary marching cubes.
         spacing_known: Recorded on the mesh; False when ``spacing`` is an assumption.
@@ -165,11 +188,19 @@ def reconstruct(
         and zero height, volumes and area (no error).
 
     Raises:
-        ValueError: a mask that is not 2D/3D, or a non-positive spacing.
+        ValueError: a mask that is not 2D/3D, a non-positive spacing, a bad affine, or both
+            or neither of ``spacing`` and ``affine``.
     """
     from skimage.measure import marching_cubes
 
-    step = _check_spacing(spacing)
+    matrix: NDArray[np.float64] | None = None
+    if affine is not None and spacing is None:
+        matrix = _check_affine(affine)
+        step = _check_spacing(np.sqrt((matrix[:3, :3] ** 2).sum(axis=0)).tolist())
+    elif spacing is not None and affine is None:
+        step = _check_spacing(spacing)
+    else:
+        raise ValueError("pass exactly one of spacing (array axes) or affine (scanner mm)")
     arr = np.asarray(mask)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -191,9 +222,17 @@ def reconstruct(
             surface_area_mm2=0.0,
             spacing_known=spacing_known,
         )
-    verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5, spacing=step)
-    vertices = np.asarray(verts, dtype=np.float64) - np.asarray(step)  # undo the padding
-    faces = np.asarray(faces, dtype=np.int64)
+    if matrix is None:
+        verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5, spacing=step)
+        vertices = np.asarray(verts, dtype=np.float64) - np.asarray(step)  # undo the padding
+        faces = np.asarray(faces, dtype=np.int64)
+    else:
+        verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5)
+        index = np.asarray(verts, dtype=np.float64) - 1.0  # undo the padding
+        vertices = index @ matrix[:3, :3].T + matrix[:3, 3]
+        faces = np.asarray(faces, dtype=np.int64)
+        if np.linalg.det(matrix[:3, :3]) < 0:  # a mirroring affine: keep the winding
+            faces = faces[:, ::-1].copy()
     return Mesh(
         vertices=vertices,
         faces=faces,
@@ -204,7 +243,22 @@ def reconstruct(
         voxel_volume_ml=voxel_ml,
         surface_area_mm2=surface_area(vertices, faces),
         spacing_known=spacing_known,
+        space="array" if matrix is None else "RAS",
     )
+
+
+def _check_affine(affine: NDArray[np.floating]) -> NDArray[np.float64]:
+    matrix = np.asarray(affine, dtype=np.float64)
+    if (
+        matrix.shape != (4, 4)
+        or not np.all(np.isfinite(matrix))
+        or abs(np.linalg.det(matrix[:3, :3])) < 1e-12
+    ):
+        raise ValueError(
+            f"affine must be a finite, invertible 4x4 voxel -> mm matrix, got shape "
+            f"{matrix.shape}; pass Case.affine"
+        )
+    return matrix
 
 
 def reconstruct_case(
@@ -214,7 +268,10 @@ def reconstruct_case(
     slice_thickness_mm: float | None = None,
     smooth_sigma: float = SMOOTH_SIGMA,
 ) -> Mesh:
-    """Mesh of a region (``WT``, ``TC``, ``ET``) of a case's label map.
+    """Mesh of a region (``WT``, ``TC``, ``ET``) of a case's label map, in scanner RAS+ mm.
+
+    The vertices are placed by the case's affine (module docstring: Coordinates), so the
+    surface overlays the input image in a viewer.
 
     Args:
         case: A canonical case with a label map (any layout, LGG TIFF stacks included).
@@ -232,13 +289,14 @@ def reconstruct_case(
         raise ValueError(f"{case.case_id}: case has no label map to reconstruct; pass one")
     if case.scheme is not None and case.scheme.binary and region != "WT":
         raise ValueError(f"{case.case_id}: binary masks only have the WT region, not {region}")
-    spacing = list(case.spacing)
+    affine = np.array(case.affine, dtype=np.float64)
     if slice_thickness_mm is not None:
-        spacing[2] = float(slice_thickness_mm)
+        _check_spacing((1.0, 1.0, slice_thickness_mm))
+        affine[:3, 2] *= float(slice_thickness_mm) / float(np.linalg.norm(affine[:3, 2]))
     known = case.spacing_known or slice_thickness_mm is not None
     return reconstruct(
         region_mask(case.label, region),
-        spacing=spacing,
+        affine=affine,
         smooth_sigma=smooth_sigma,
         spacing_known=known,
     )
@@ -253,8 +311,26 @@ def _normals(tri: NDArray[np.float64]) -> NDArray[np.float32]:
     return (cross / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
-def stl_bytes(mesh: Mesh, *, header: str = "gliomaseg tumour surface (mm)") -> bytes:
-    """Binary STL: 80-byte header, uint32 triangle count, 50 bytes per triangle."""
+#: How :attr:`Mesh.space` is described in files and stats.
+_SPACE_WORDS = {
+    "RAS": "scanner RAS+ mm (x Right, y Anterior, z Superior)",
+    "array": "mm along the array axes (index * spacing), no scanner origin",
+}
+
+
+def _header(mesh: Mesh) -> str:
+    """One header line; ``SPACE=RAS`` is the tag 3D Slicer reads (module docstring)."""
+    if mesh.space == "RAS":
+        return "gliomaseg tumour surface, scanner mm SPACE=RAS"
+    return "gliomaseg tumour surface (mm along array axes)"
+
+
+def stl_bytes(mesh: Mesh, *, header: str | None = None) -> bytes:
+    """Binary STL: 80-byte header, uint32 triangle count, 50 bytes per triangle.
+
+    The default header names the coordinate system (``SPACE=RAS`` for scanner coordinates).
+    """
+    header = _header(mesh) if header is None else header
     tri = mesh.vertices[mesh.faces] if len(mesh.faces) else np.zeros((0, 3, 3))
     record = np.dtype(
         [("normal", "<f4", (3,)), ("v", "<f4", (3, 3)), ("attr", "<u2")]
@@ -271,7 +347,7 @@ def ply_text(mesh: Mesh) -> str:
     lines = [
         "ply",
         "format ascii 1.0",
-        "comment gliomaseg tumour surface, units mm",
+        f"comment {_header(mesh)}",
         f"element vertex {len(mesh.vertices)}",
         "property float x",
         "property float y",
@@ -320,8 +396,8 @@ def render_views(
             a preview, the measurements come from the full mesh).
         dpi: Resolution of the PNG.
 
-    The letters R/L, A/P, S/I mark the ends of the array axes as they are for canonical
-    RAS+ arrays (:class:`~gliomaseg.case.Case`); the lengths are mm on all three axes.
+    The letters R/L, A/P, S/I mark the ends of the scanner x, y, z axes (RAS+ meshes; for
+    ``"array"`` meshes, of canonical RAS+ array axes); the lengths are mm on all three axes.
 
     Returns:
         The path written.
@@ -370,7 +446,8 @@ def render_views(
             if axis == along:  # seen end-on: its ticks would pile up in one spot
                 ticks[axis]([])
             else:
-                labels[axis](f"axis {axis} (mm)", fontsize=8)
+                name = f"scanner {'xyz'[axis]}" if mesh.space == "RAS" else f"axis {axis}"
+                labels[axis](f"{name} (mm)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.locator_params(nbins=4)
     write_with(out, lambda tmp: fig.savefig(tmp, format="png"))
