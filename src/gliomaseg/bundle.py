@@ -137,6 +137,7 @@ def bundle_runs(
         folds.append({"fold": fold, "val_patients": val})
     train_config = dict(first["train_config"])
     train_config.pop("fold", None)
+    training = training_cases(runs, payloads, cache=cache)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "ensemble": len(payloads),
@@ -150,6 +151,7 @@ def bundle_runs(
         "preprocessing": first.get("preprocessing", {}),
         "folds": folds,
         "postprocess": dict(postprocess or {}),
+        **training,
     }
     output = Path(output)
     save_checkpoint(output, payload)
@@ -168,6 +170,7 @@ def bundle_runs(
         "training_command": command,
         "postprocessing": dict(postprocess or {}),
         "folds": folds,
+        **training,
         "training_seconds": [_train_seconds(run) for run in runs],
         "hardware": hardware or machine_info(),
         "date": date.today().isoformat(),
@@ -192,6 +195,116 @@ def _compact(name: str, value: torch.Tensor) -> torch.Tensor:
     ):
         return value.float()
     return value.half()
+
+
+#: What ``segment`` says when a case is one the model was trained on.
+TRAINING_CASE_NOTE = (
+    "this case was used to train the model; its scores are not an independent measure"
+)
+
+
+def _run_cache(run: Path, data: str | None, *, name: str = "cache") -> Path | None:
+    """The prepared cache a run trained from: ``data`` itself when it is one, else the
+    cache ``train`` prepared inside the run folder (``run/<name>``); None when gone."""
+    if data and (Path(data) / "index.json").exists():
+        return Path(data)
+    if (run / name / "index.json").exists():
+        return run / name
+    return None
+
+
+def training_cases(
+    runs: Sequence[Path], payloads: Sequence[dict[str, Any]], *, cache: Path | None = None
+) -> dict[str, list[str] | None]:
+    """Case ids and patients any member trained on, read from each run's prepared cache.
+
+    Each member's training split is recomputed exactly as ``train`` made it (the cache's
+    patient-level folds without the member's validation fold, or every labelled case for
+    fold -1), plus every labelled case of its ``extra_data`` cache.
+
+    Args:
+        runs: Run folders, one per member.
+        payloads: Their checkpoints (``data``, ``train_config``).
+        cache: The runs' prepared cache when known (``bundle --cache``); default: each run's
+            ``data`` when it is a cache, else the cache ``train`` prepared in the run folder.
+
+    Returns:
+        ``{"training_cases": [...], "training_patients": [...]}`` sorted; both None when a
+        run's cache (or extra-data cache) is no longer where training left it.
+    """
+    from gliomaseg.train import TrainConfig, _split
+
+    cases: set[str] = set()
+    patients: set[str] = set()
+    for run, payload in zip(runs, payloads, strict=True):
+        config = payload["train_config"]
+        main = cache if cache is not None else _run_cache(run, payload.get("data"))
+        sources = [(main, int(config.get("fold", 0)))]
+        if config.get("extra_data"):  # joins training whole, never validation
+            sources.append((_run_cache(run, config["extra_data"], name="extra_cache"), -1))
+        for source, fold in sources:
+            if source is None:
+                return {"training_cases": None, "training_patients": None}
+            ids, _ = _split(source, TrainConfig(fold=fold))  # the very split train used
+            by_id = {
+                c["case_id"]: c.get("patient") or c["case_id"] for c in load_index(source)["cases"]
+            }
+            cases.update(ids)
+            patients.update(by_id[i] for i in ids)
+    return {"training_cases": sorted(cases), "training_patients": sorted(patients)}
+
+
+def model_training_cases(model_path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A model's training cases: from its card beside it (``<model>.json``), else the checkpoint.
+
+    Returns:
+        ``training_cases``, ``training_patients`` (lists, or None when the model does not
+        record them) and ``training_case_aliases`` (other names of trained cases, e.g. the
+        same patient in another release's naming: alias -> trained id).
+    """
+    card: dict[str, Any] = {}
+    path = Path(model_path).with_suffix(".json")
+    if path.is_file():
+        try:
+            card = read_card(path)
+        except (OSError, ValueError):
+            card = {}
+    source = card if card.get("training_cases") is not None else meta
+    return {
+        "training_cases": source.get("training_cases"),
+        "training_patients": source.get("training_patients"),
+        "training_case_aliases": dict(source.get("training_case_aliases") or {}),
+    }
+
+
+def training_case_record(
+    training: dict[str, Any], case_id: str, patient: str = ""
+) -> dict[str, Any]:
+    """Whether a case (or its patient) is one the model was trained on: the summary field.
+
+    Returns:
+        ``{"used_to_train_model": True/False/None, "matched": id or None, "note": text or
+        None}``; None (unknown) when the model records no training cases.
+    """
+    cases = training.get("training_cases")
+    if cases is None:
+        return {
+            "used_to_train_model": None,
+            "matched": None,
+            "note": "the model records no training cases (bundled before they were recorded)",
+        }
+    aliases = training.get("training_case_aliases") or {}
+    known = set(cases) | set(training.get("training_patients") or [])
+    for name in dict.fromkeys(n for n in (case_id, patient) if n):
+        if name in known:
+            return {"used_to_train_model": True, "matched": name, "note": TRAINING_CASE_NOTE}
+        if name in aliases:
+            return {
+                "used_to_train_model": True,
+                "matched": f"{aliases[name]} (same patient as {name})",
+                "note": TRAINING_CASE_NOTE,
+            }
+    return {"used_to_train_model": False, "matched": None, "note": None}
 
 
 def _channel_order(modalities: Sequence[str], context: int) -> list[str]:

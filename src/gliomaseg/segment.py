@@ -10,6 +10,7 @@ crop and the reorientation, postprocess, and write atomically:
   extents (mm), centroid (voxel and scanner mm), hemisphere, per-slice maximum tumour
   probability and the slices flagged for review; voxel positions are indices of the input
   file's array, mm positions scanner RAS+ (``coordinates`` in the summary says so);
+  ``training_case`` says whether the case is one the model was trained on (model card);
 * optionally ``<case>_probs.nii.gz`` (one volume per output channel, 0-1 in uint8 steps);
 * for LGG TIFF stacks, ``<patient>/<slice>_pred.tif`` per input slice (0/255) as well.
 """
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from gliomaseg import __version__
+from gliomaseg.bundle import model_training_cases, training_case_record
 from gliomaseg.case import Case
 from gliomaseg.errors import InputError, failure_message
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
@@ -268,6 +270,9 @@ def summarise(
         **tumour_geometry(label, case.affine, brain=brain, to_input=case.source_indices),
         "coordinates": COORDINATES,
         "postprocessing": record,
+        "training_case": training_case_record(
+            model_training_cases(seg.source, seg.meta), case.case_id, case.meta.get("patient", "")
+        ),
         "tta": config.tta,
         "flag_threshold": config.flag_threshold,
         "slices": [

@@ -443,10 +443,10 @@ def _geometry_table(summary: dict[str, Any]) -> str:
         ("connected components", summary.get("components")),
         ("hemisphere", summary.get("hemisphere")),
         ("extent x, y, z (mm)", summary.get("extent_mm")),
-        ("centroid, scanner x, y, z (mm)", summary.get("centroid_mm")),
-        ("centroid (voxel)", summary.get("centroid_voxel")),
+        ("centroid, scanner RAS x, y, z (mm)", summary.get("centroid_mm")),
+        ("centroid (input file's voxel indices)", summary.get("centroid_voxel")),
         (
-            "bounding box start / stop (voxel)",
+            "bounding box start / stop (input file's voxel indices)",
             f"{fmt(bbox.get('start'))} / {fmt(bbox.get('stop'))}" if bbox else None,
         ),
     ]

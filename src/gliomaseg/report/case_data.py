@@ -543,7 +543,8 @@ def reference_scores(volumes: CaseVolumes) -> dict[str, dict[str, float]] | None
 def case_warnings(files: CaseFiles, volumes: CaseVolumes) -> list[str]:
     """Every warning of a case report, most important first."""
     summary = files.summary
-    out = confidence_warnings(summary, volumes.prediction)
+    out = training_case_warning(summary)
+    out += confidence_warnings(summary, volumes.prediction)
     volumes_ml = summary.get("volumes_ml") or {}
     if volumes_ml and not any(float(v or 0) > 0 for v in volumes_ml.values()):
         out.append("no tumour segmented: every predicted volume is 0 mL")
@@ -563,6 +564,14 @@ def case_warnings(files: CaseFiles, volumes: CaseVolumes) -> list[str]:
     out += intensity_warnings(intensity_stats(volumes.images))
     out += volumes.notes
     return out
+
+
+def training_case_warning(summary: dict[str, Any]) -> list[str]:
+    """One line when ``segment`` found the case among the model's training cases."""
+    record = summary.get("training_case") or {}
+    if record.get("used_to_train_model") is not True:
+        return []
+    return [f"training case ({record.get('matched')}): {record.get('note')}"]
 
 
 def _spacing_text(spacing: Any) -> str:
