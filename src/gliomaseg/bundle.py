@@ -396,4 +396,9 @@ def card_lines(path: str | Path) -> list[str]:
         )
     else:
         lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
+    if card.get("training_cases") is not None:
+        lines.append(
+            f"  trained on {len(card['training_cases'])} cases (training_cases in the card; "
+            "segment marks them)"
+        )
     return lines

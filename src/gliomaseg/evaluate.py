@@ -26,7 +26,9 @@ Outputs, written atomically into the output folder:
     Mean, sample standard deviation (ddof 1), median, 25th and 75th percentiles of every
     metric of every region over the cases (NaN values skipped, ``n`` says how many were
     used), the number of cases, the empty-mask policy, the cases missing on either side and
-    the cases that could not be read, with the reason.
+    the cases that could not be read, with the reason, and ``used_to_train_model``: the
+    cases whose ``<case_id>_summary.json`` beside the prediction (``gliomaseg segment``) says
+    the model was trained on them (their scores are not an independent measure).
 """
 
 from __future__ import annotations
@@ -483,6 +485,14 @@ def evaluate_folders(
             continue
         rows.append(row)
         slice_rows.extend(slices)
+    trained = _trained_on(Path(pred_dir), [r["case_id"] for r in rows])
+    if trained:
+        logger.warning(
+            "%d case(s) were used to train the model (segment's summary says so): %s; their "
+            "scores are not an independent measure",
+            len(trained),
+            _preview(trained),
+        )
     return _write_outputs(
         Path(out_dir),
         rows=rows,
@@ -493,7 +503,23 @@ def evaluate_folders(
         missing_pred=missing_pred,
         missing_ref=missing_ref,
         errors=errors,
+        trained=trained,
     )
+
+
+def _trained_on(pred_dir: Path, case_ids: Sequence[str]) -> list[str]:
+    """Cases whose segment summary (``<id>_summary.json``) marks them as training cases."""
+    import json
+
+    out = []
+    for cid in case_ids:
+        try:
+            record = json.loads((pred_dir / f"{cid}_summary.json").read_text())["training_case"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no summary, or one from before provenance was recorded
+        if isinstance(record, dict) and record.get("used_to_train_model") is True:
+            out.append(cid)
+    return out
 
 
 def _check_options(
@@ -584,6 +610,7 @@ def _write_outputs(
     missing_pred: list[str],
     missing_ref: list[str],
     errors: dict[str, str],
+    trained: list[str] | None = None,
 ) -> EvaluationResult:
     from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
     from gliomaseg.metrics import EMPTY_POLICIES, METRIC_NAMES
@@ -616,6 +643,7 @@ def _write_outputs(
         "cases": [r["case_id"] for r in rows],
         "missing_predictions": missing_pred,
         "missing_references": missing_ref,
+        "used_to_train_model": list(trained or []),
         "errors": [{"case_id": k, "error": v} for k, v in errors.items()],
         "files": {
             "per_case": per_case and per_case.name,
@@ -720,6 +748,7 @@ def _print_summary(result: EvaluationResult) -> None:
     for key, label in (
         ("missing_predictions", "no prediction"),
         ("missing_references", "no ground truth"),
+        ("used_to_train_model", "used to train the model (not an independent measure)"),
     ):
         if s[key]:
             print(f"  {label}: {_preview(s[key])}")
