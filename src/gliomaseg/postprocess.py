@@ -102,7 +102,10 @@ COORDINATES = {
     ),
     "centroid_voxel": "fractional voxel indices of the input file's array",
     "centroid_mm": "scanner RAS+ mm (x to the patient's Right, y Anterior, z Superior)",
-    "extent_mm": "size of the bounding box along scanner x, y, z (RAS+), mm",
+    "extent_mm": (
+        "size of the bounding box along scanner x, y, z (RAS+; for an oblique file, along the "
+        "image axes nearest to them), mm"
+    ),
 }
 
 

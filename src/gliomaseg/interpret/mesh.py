@@ -222,17 +222,18 @@ def reconstruct(
             surface_area_mm2=0.0,
             spacing_known=spacing_known,
         )
+    verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5)
+    index = np.asarray(verts, dtype=np.float64) - 1.0  # undo the padding
     if matrix is None:
-        verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5, spacing=step)
-        vertices = np.asarray(verts, dtype=np.float64) - np.asarray(step)  # undo the padding
-        faces = np.asarray(faces, dtype=np.int64)
+        vertices = index * np.asarray(step)
     else:
-        verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5)
-        index = np.asarray(verts, dtype=np.float64) - 1.0  # undo the padding
         vertices = index @ matrix[:3, :3].T + matrix[:3, 3]
-        faces = np.asarray(faces, dtype=np.int64)
-        if np.linalg.det(matrix[:3, :3]) < 0:  # a mirroring affine: keep the winding
-            faces = faces[:, ::-1].copy()
+    # skimage winds the triangles so that, in index space, their right-hand normals point
+    # inwards here; STL wants them outwards. A mirroring affine turns the winding over.
+    mirrored = matrix is not None and np.linalg.det(matrix[:3, :3]) < 0
+    faces = np.asarray(faces, dtype=np.int64)
+    if not mirrored:
+        faces = np.ascontiguousarray(faces[:, ::-1])
     return Mesh(
         vertices=vertices,
         faces=faces,
