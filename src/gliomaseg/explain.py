@@ -21,8 +21,10 @@ Outputs for case ``<id>`` in ``OUT_DIR`` (all written atomically):
 ``<id>_explanation.json``       the case summary (:func:`~gliomaseg.interpret.summary.
                                 summarise_case`) and one summary per tumour slice, each with
                                 chosen sentences, scores, statements, categories and agreement
-``<id>_mesh.stl`` / ``.png``    whole-tumour surface at the true voxel size and three views;
-                                skipped, with a note, for an empty mask or a single slice
+``<id>_mesh.stl`` / ``.png``    whole-tumour surface at the true voxel size, in scanner RAS+ mm
+                                (``SPACE=RAS`` header: overlays the image in 3D Slicer), and
+                                three views; skipped, with a note, for an empty mask or a
+                                single slice
 ==============================  ==============================================================
 
 A single 2D slice (Z = 1: an HDF5 slice, a 2D NIfTI) is described as a slice (areas in mm²,
