@@ -221,6 +221,7 @@ def reconstruct(
             voxel_volume_ml=0.0,
             surface_area_mm2=0.0,
             spacing_known=spacing_known,
+            space="array" if matrix is None else "RAS",
         )
     verts, faces, _, _ = marching_cubes(_field(inside, smooth_sigma), 0.5)
     index = np.asarray(verts, dtype=np.float64) - 1.0  # undo the padding
