@@ -53,6 +53,8 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "preprocessing": (Mapping,),
     "folds": (list,),
     "postprocess": (Mapping,),
+    "training_cases": (list, type(None)),  # bundles: case ids any member trained on
+    "training_patients": (list, type(None)),
     "optimizer": (Mapping,),
     "scheduler": (Mapping, type(None)),
     "state": (Mapping,),
