@@ -5,10 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The case report's interactive viewer embeds NiiVue: the pinned release (version and npm
+# integrity hash in viewer_assets.py) is fetched from registry.npmjs.org, verified and
+# extracted here (git-ignored). Reports are written without the viewer when it is absent.
+NIIVUE := src/gliomaseg/report/vendor/niivue.umd.js
 
 .PHONY: test demo lint typecheck pytest setup clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NIIVUE)
 
 # torch is pinned exactly: a CPU wheel of 2.13.0 is available offline, anything looser pulls CUDA.
 $(STAMP): pyproject.toml
@@ -18,6 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(NIIVUE): src/gliomaseg/report/viewer_assets.py | $(STAMP)
+	$(BIN)/python -m gliomaseg.report.viewer_assets
+	touch $(NIIVUE)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -25,13 +33,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NIIVUE)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/pytest -q
 
 test: lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(STAMP) $(NIIVUE)
 	$(BIN)/gliomaseg demo -o demo_output
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache src/gliomaseg/report/vendor test-artifacts

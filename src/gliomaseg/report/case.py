@@ -3,7 +3,8 @@
 Sections, in page order (each keeps its ``id`` and ``data-section`` even when omitted for
 lack of input, with a note saying which file is missing and which command writes it):
 
-``overview``  ``warnings``  ``slices`` (the four modalities with the masks outlined)
+``overview``  ``warnings``  ``viewer`` (interactive, :mod:`gliomaseg.report.viewer`)
+``slices`` (the four modalities with the masks outlined)
 ``probability``  ``slice-probability``  ``volumes``  ``features``  ``summary``
 ``render`` (3D)  ``inputs`` (files and brain intensity percentiles)
 """
@@ -44,12 +45,14 @@ from gliomaseg.report.html import (
     write_page,
 )
 from gliomaseg.report.style import CONTOUR_COLOURS, MODALITY_TITLES, words
+from gliomaseg.report.viewer import viewer_section
 
 log = logging.getLogger(__name__)
 
 CASE_SECTIONS: tuple[str, ...] = (
     "overview",
     "warnings",
+    "viewer",
     "slices",
     "probability",
     "slice-probability",
@@ -117,6 +120,7 @@ def build_case_report(
     sections = [
         _overview(files, volumes),
         _warnings_section(warnings),
+        viewer_section(files, volumes),
         _slices_section(files, shown, slices),
         _probability_section(files, shown, slices),
         _slice_chart_section(files, slices),

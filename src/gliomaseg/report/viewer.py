@@ -1,0 +1,427 @@
+"""The case report's interactive viewer: NiiVue (WebGL) over the case's own volumes.
+
+The section embeds, in the page itself (it still opens offline from disk):
+
+* the NiiVue UMD bundle (:mod:`gliomaseg.report.viewer_assets`), gzip + base64, unpacked by
+  the page with the browser's ``DecompressionStream``;
+* every modality (channel) and the predicted label map as gzip NIfTI, base64: cropped to the
+  brain (non-zero voxels of any image, and the masks), resampled so that each volume holds
+  at most ``max_voxels`` voxels (the finest axes are coarsened first, towards one voxel
+  size: images linearly, labels by nearest neighbour), and quantised to uint8 (images: the
+  static figures' window, 1st-99th brain percentile, to 1..255, 0 outside the brain);
+* the review slices from ``summary.json`` as bookmarks (:func:`review_slices`).
+
+Controls: the shown modality, axial / coronal / sagittal / multiplanar, the overlay
+opacity, one toggle per label, and one button per review slice. ``@media print`` hides the
+section; the static figures stay for printing. Without the bundle the section is omitted
+with a note and one warning line (:data:`~gliomaseg.report.viewer_assets.MISSING_HINT`).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gliomaseg.report.case_data import CaseFiles, CaseVolumes, display_window
+from gliomaseg.report.html import Section, esc, resource_text
+from gliomaseg.report.style import CONTOUR_COLOURS, MODALITY_TITLES, words
+from gliomaseg.report.viewer_assets import MISSING_HINT, Bundle, find_bundle
+
+log = logging.getLogger(__name__)
+
+#: Most voxels of one embedded volume. A BraTS case (brain box about 136 x 171 x 146 at
+#: 1 mm) is resampled to about 1.5 mm; the README gives the resulting report size.
+MAX_VIEWER_VOXELS = 1_000_000
+#: Keys of a review-slice object in ``flagged_slices`` that hold the axial index, in order
+#: of preference (``slice`` holds the slice's name, as in ``summary["slices"]``).
+INDEX_KEYS = ("index", "slice_index", "z")
+#: Keys of a review-slice object that hold its score (higher: review first).
+SCORE_KEYS = ("score", "uncertainty")
+#: Fill colour of each internal label code (binary schemes: code 1 is "tumour"); the hues
+#: of the static figures' outlines: edema fills what only the whole tumour outlines.
+LABEL_COLOURS: dict[str, str] = {
+    "NCR/NET": CONTOUR_COLOURS["TC"],
+    "ED": CONTOUR_COLOURS["WT"],
+    "ET": CONTOUR_COLOURS["ET"],
+    "tumour": CONTOUR_COLOURS["WT"],
+}
+_MULTICLASS_LABELS = ("NCR/NET", "ED", "ET")
+
+
+@dataclass(frozen=True)
+class ReviewSlice:
+    """One bookmark: a slice the summary asks a reviewer to look at.
+
+    Attributes:
+        index: Axial index in the canonical RAS+ volume (``summary["slices"][i]["index"]``).
+        name: The slice's name in the input (``summary["slices"][i]["slice"]``), else the index.
+        score: Its review score when the summary gives one (higher: review first), else None.
+    """
+
+    index: int
+    name: str
+    score: float | None = None
+
+
+def review_slices(summary: dict[str, Any]) -> list[ReviewSlice]:
+    """The review slices of a summary, in the summary's order (a ranked list stays ranked).
+
+    ``summary["flagged_slices"]`` may hold, in any mix:
+
+    * slice names (strings), as ``gliomaseg segment`` writes them: looked up in
+      ``summary["slices"]`` (``{"slice": name, "index": z}``); a name that is not there but
+      is a whole number is taken as the index;
+    * axial indices (ints);
+    * objects ``{"index": z, "score": s, ...}``: the index under one of :data:`INDEX_KEYS`,
+      else a name under ``"slice"``; the score (optional) under one of :data:`SCORE_KEYS`.
+
+    Entries that match none of these, or name an index outside ``summary["slices"]`` when
+    that list is known, are skipped; repeats keep their first place.
+    """
+    slices = [s for s in summary.get("slices") or [] if isinstance(s, dict) and "index" in s]
+    by_name = {str(s.get("slice", s["index"])): int(s["index"]) for s in slices}
+    names = {int(s["index"]): str(s.get("slice", s["index"])) for s in slices}
+    out: list[ReviewSlice] = []
+    seen: set[int] = set()
+    for entry in summary.get("flagged_slices") or []:
+        index, score = _entry_index(entry, by_name), None
+        if isinstance(entry, dict):
+            score = next((_number(entry[k]) for k in SCORE_KEYS if k in entry), None)
+        if index is None or index in seen or (names and index not in names):
+            continue
+        seen.add(index)
+        out.append(ReviewSlice(index, names.get(index, str(index)), score))
+    return out
+
+
+def _entry_index(entry: Any, by_name: dict[str, int]) -> int | None:
+    if isinstance(entry, bool):
+        return None
+    if isinstance(entry, int):
+        return entry
+    if isinstance(entry, str):
+        if entry in by_name:
+            return by_name[entry]
+        return int(entry) if entry.strip().isdigit() else None
+    if isinstance(entry, dict):
+        for key in INDEX_KEYS:
+            if isinstance(entry.get(key), int) and not isinstance(entry[key], bool):
+                return int(entry[key])
+        if "slice" in entry:
+            return _entry_index(entry["slice"], by_name)
+    return None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+# --------------------------------------------------------------------------- volumes
+
+
+@dataclass(frozen=True)
+class Grid:
+    """How the embedded grid maps onto the case's canonical grid.
+
+    Attributes:
+        start: First canonical voxel of the crop box, per axis (X, Y, Z).
+        source_shape: Shape of the crop box (canonical voxels).
+        shape: Shape of the embedded volumes.
+        spacing: Voxel size of the embedded volumes (mm).
+    """
+
+    start: tuple[int, int, int]
+    source_shape: tuple[int, int, int]
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+
+    def to_embedded(self, axis: int, index: int) -> int:
+        """Embedded index of a canonical index along one axis (nearest; clipped)."""
+        n, m = self.source_shape[axis], self.shape[axis]
+        rel = index - self.start[axis]
+        scaled = rel * (m - 1) / (n - 1) if n > 1 else 0.0
+        return int(min(max(round(scaled), 0), m - 1))
+
+    def to_source(self, axis: int, index: int) -> int:
+        """Canonical index of an embedded index along one axis (nearest)."""
+        n, m = self.source_shape[axis], self.shape[axis]
+        scaled = index * (n - 1) / (m - 1) if m > 1 else 0.0
+        return round(scaled) + self.start[axis]
+
+
+def plan_grid(
+    spacing: tuple[float, float, float],
+    box: tuple[slice, slice, slice],
+    *,
+    max_voxels: int = MAX_VIEWER_VOXELS,
+) -> Grid:
+    """The embedded grid of a crop box: at most ``max_voxels``, finest axes coarsened first.
+
+    The target voxel size ``s`` is the smallest for which ``prod(n_i * min(1, sp_i / s))``
+    fits; axes coarser than ``s`` keep every voxel. Corner voxels stay aligned (as
+    :func:`scipy.ndimage.zoom` with ``grid_mode=False``).
+    """
+    src = tuple(int(b.stop - b.start) for b in box)
+    sp = np.asarray(spacing, dtype=np.float64)
+
+    def sized(s: float) -> tuple[int, ...]:
+        return tuple(
+            max(1, math.ceil(n * min(1.0, float(p) / s))) for n, p in zip(src, sp, strict=True)
+        )
+
+    lo, hi = float(sp.min()), float(sp.max()) * max(src) + 1.0
+    if math.prod(sized(lo)) > max_voxels:
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if math.prod(sized(mid)) > max_voxels else (lo, mid)
+        out = sized(hi)
+    else:
+        out = sized(lo)
+    new_sp = tuple(
+        float(p) * (n - 1) / (m - 1) if m > 1 else float(p) * n
+        for n, m, p in zip(src, out, sp, strict=True)
+    )
+    start = tuple(int(b.start) for b in box)
+    return Grid(start, src, out, new_sp)  # type: ignore[arg-type]
+
+
+def brain_box(volumes: CaseVolumes, *, margin: int = 2) -> tuple[slice, slice, slice] | None:
+    """The 3D box of non-zero image voxels and masks, plus ``margin``; None if all empty."""
+    arrays = [v != 0 for v in volumes.images.values()]
+    arrays += [m > 0 for m in (volumes.prediction,) if m is not None]
+    if not arrays:
+        return None
+    mask = np.any(arrays, axis=0)
+    if not mask.any():
+        return None
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    return tuple(  # type: ignore[return-value]
+        slice(max(int(a) - margin, 0), min(int(b) + margin, n))
+        for a, b, n in zip(lo, hi, mask.shape, strict=True)
+    )
+
+
+def _resample(data: NDArray[Any], grid: Grid, *, order: int) -> NDArray[Any]:
+    from scipy import ndimage
+
+    if grid.shape == grid.source_shape:
+        return data
+    zoom = [
+        (m - 1) / (n - 1) if n > 1 else 1.0
+        for n, m in zip(grid.source_shape, grid.shape, strict=True)
+    ]
+    return ndimage.zoom(data, zoom, order=order, output=data.dtype, grid_mode=False, mode="nearest")
+
+
+def quantise(data: NDArray[np.floating], window: tuple[float, float]) -> NDArray[np.uint8]:
+    """uint8 display values: 0 where the image is 0 (outside the brain), else the window
+    ``(low, high)`` mapped linearly onto 1..255 (values outside it clipped)."""
+    lo, hi = window
+    scaled = np.clip((np.nan_to_num(data) - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    out = np.rint(1.0 + 254.0 * scaled).astype(np.uint8)
+    out[data == 0] = 0
+    return out
+
+
+def nifti_gz(data: NDArray[np.uint8], spacing: tuple[float, float, float]) -> bytes:
+    """A gzip NIfTI-1 file (bytes) of a uint8 RAS+ volume with a diagonal affine (mm).
+
+    Deterministic: the gzip header carries no time stamp.
+    """
+    import nibabel as nib
+
+    affine = np.diag([*spacing, 1.0])
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=9, mtime=0)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def viewer_payload(
+    files: CaseFiles, volumes: CaseVolumes, *, max_voxels: int = MAX_VIEWER_VOXELS
+) -> dict[str, Any] | None:
+    """What the page's viewer script reads (JSON-able); None when there is no image.
+
+    Returns:
+        ``{"images": [{"key", "title", "nifti"}], "labels": {"nifti", "codes": [{"code",
+        "abbr", "name", "colour"}]} | None, "bookmarks": [{"index", "name", "score",
+        "voxel"}], "grid": {"start", "source_shape", "shape", "spacing"}}``; ``nifti``
+        fields are base64 gzip NIfTI; ``voxel`` is the bookmark's embedded (x, y, z).
+    """
+    if not volumes.images:
+        return None
+    box = brain_box(volumes)
+    if box is None:
+        return None
+    grid = plan_grid(volumes.spacing, box, max_voxels=max_voxels)
+    order = [m for m in MODALITY_TITLES if m in volumes.images]
+    order += [m for m in volumes.images if m not in order]
+    images = []
+    for key in order:
+        data = volumes.images[key]
+        small = _resample(quantise(data, display_window(data))[box], grid, order=1)
+        images.append(
+            {
+                "key": key,
+                "title": MODALITY_TITLES.get(key, key),
+                "nifti": _b64(nifti_gz(small, grid.spacing)),
+            }
+        )
+    labels = None
+    small_labels = None
+    if volumes.prediction is not None:
+        small_labels = _resample(np.asarray(volumes.prediction[box], np.uint8), grid, order=0)
+        names = ("tumour",) if volumes.binary else _MULTICLASS_LABELS
+        codes = [
+            {"code": k + 1, "abbr": n, "name": words(n), "colour": LABEL_COLOURS[n]}
+            for k, n in enumerate(names)
+        ]
+        labels = {"nifti": _b64(nifti_gz(small_labels, grid.spacing)), "codes": codes}
+    return {
+        "images": images,
+        "labels": labels,
+        "bookmarks": _bookmarks(files.summary, grid, small_labels),
+        "grid": {
+            "start": list(grid.start),
+            "source_shape": list(grid.source_shape),
+            "shape": list(grid.shape),
+            "spacing": [round(s, 4) for s in grid.spacing],
+        },
+    }
+
+
+def _bookmarks(
+    summary: dict[str, Any], grid: Grid, labels: NDArray[np.uint8] | None
+) -> list[dict[str, Any]]:
+    """Review slices in the embedded grid, the crosshair on the slice's tumour centroid."""
+    out = []
+    for item in review_slices(summary):
+        z = grid.to_embedded(2, item.index)
+        centre = [m // 2 for m in grid.shape[:2]]
+        if labels is not None and labels[:, :, z].any():
+            centre = [round(float(c)) for c in np.argwhere(labels[:, :, z] > 0).mean(axis=0)]
+        out.append(
+            {"index": item.index, "name": item.name, "score": item.score, "voxel": [*centre, z]}
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- section
+
+
+def viewer_section(
+    files: CaseFiles,
+    volumes: CaseVolumes,
+    *,
+    bundle: Bundle | None = None,
+    max_voxels: int = MAX_VIEWER_VOXELS,
+) -> Section:
+    """The ``viewer`` section; omitted (with a warning logged) when the bundle is absent.
+
+    Args:
+        files, volumes: The case (:func:`~gliomaseg.report.case_data.find_case_files`,
+            :func:`~gliomaseg.report.case_data.load_volumes`), canonical RAS+, uncropped.
+        bundle: The NiiVue bundle (default: :func:`find_bundle`, never downloaded).
+        max_voxels: Most voxels of one embedded volume.
+    """
+    title = "Interactive viewer"
+    bundle = bundle if bundle is not None else find_bundle()
+    if bundle is None:
+        log.warning(MISSING_HINT)
+        return Section(
+            "viewer", title, omitted=MISSING_HINT.removeprefix("interactive viewer left out: ")
+        )
+    payload = viewer_payload(files, volumes, max_voxels=max_voxels)
+    if payload is None:
+        return Section("viewer", title, omitted="no input image could be read (see warnings)")
+    return Section("viewer", title, viewer_html(payload, bundle))
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside ``<script>``: no ``</script>`` or ``<!--`` can appear."""
+    return json.dumps(value, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
+    """The section body: controls, canvas, data, the bundle and the viewer script."""
+    images = "".join(
+        f'<label><input type="radio" name="viewer-image" value="{k}"{" checked" if k == 0 else ""}>'
+        f" {esc(im['title'])}</label>"
+        for k, im in enumerate(payload["images"])
+    )
+    views = "".join(
+        f'<button type="button" data-slice-type="{t}" aria-pressed="{str(t == 3).lower()}">'
+        f"{name}</button>"
+        for t, name in ((0, "axial"), (1, "coronal"), (2, "sagittal"), (3, "multiplanar"))
+    )
+    labels = payload["labels"]
+    toggles = "".join(
+        f'<label><input type="checkbox" data-code="{c["code"]}" checked>'
+        f'<span class="swatch" style="background:{esc(c["colour"])}"></span>'
+        f"{esc(c['name'])} ({esc(c['abbr'])})</label>"
+        for c in (labels or {}).get("codes", [])
+    )
+    marks = "".join(
+        f'<button type="button" data-bookmark="{k}">slice {esc(b["name"])}'
+        + (f" ({b['score']:.2f})" if b["score"] is not None else "")
+        + "</button>"
+        for k, b in enumerate(payload["bookmarks"])
+    )
+    grid = payload["grid"]
+    spacing = " x ".join(f"{s:g}" for s in grid["spacing"])
+    overlay = (
+        f'<fieldset><legend>Segmentation</legend><label>opacity <input type="range" '
+        f'id="viewer-opacity" min="0" max="100" value="50"></label>{toggles}</fieldset>'
+        if labels
+        else ""
+    )
+    bookmarks = (
+        f'<fieldset class="viewer-bookmarks"><legend>Review slices (summary order)</legend>'
+        f"{marks}</fieldset>"
+        if marks
+        else '<p class="note">The summary flags no slice for review.</p>'
+    )
+    return (
+        f"<style>{resource_text('report_viewer.css')}</style>"
+        '<div id="viewer-app" class="viewer" data-state="loading">'
+        '<div class="viewer-controls">'
+        f"<fieldset><legend>Image</legend>{images}</fieldset>"
+        f'<fieldset class="viewer-views"><legend>View</legend>{views}</fieldset>'
+        f"{overlay}{bookmarks}</div>"
+        '<div class="viewer-stage"><canvas id="viewer-canvas" width="960" height="600">'
+        "</canvas></div>"
+        '<p id="viewer-status" class="viewer-status" role="status">Loading the viewer ...</p>'
+        '<p class="note">Radiological convention (the patient\'s right on the left). Volumes '
+        f"cropped to the brain, resampled to {esc(spacing)} mm and quantised to 8 bits for "
+        "this page; measure on the original files. Click to move the crosshair, scroll to "
+        "change slice, right-drag for contrast. Printing shows the static figures "
+        "instead.</p></div>"
+        f'<script type="application/json" id="viewer-data">{_script_json(payload)}</script>'
+        f"<!-- {_comment_text(bundle.licence)} -->"
+        f'<script type="application/octet-stream" id="niivue-bundle" data-version='
+        f'"{esc(bundle.version)}" data-encoding="gzip+base64">{bundle.gzip_base64}</script>'
+        f"<script>{resource_text('report_viewer.js')}</script>"
+    )
+
+
+def _comment_text(text: str) -> str:
+    """Text safe inside an HTML comment (no ``--``, no ``>`` right after a dash)."""
+    return text.replace("--", "- -").replace(">", "&gt;")
