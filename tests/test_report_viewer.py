@@ -18,6 +18,7 @@ import re
 import shutil
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,41 @@ def case_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "seg"
 
 
+@dataclass
+class Pages:
+    """The case's report built with a stand-in bundle and without one (built once: slow)."""
+
+    with_viewer: str
+    without: str
+    warnings_with: list[str]
+    warnings_without: list[str]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def pages(case_dir: Path) -> Pages:
+    logger = logging.getLogger("gliomaseg")
+    built: dict[str, tuple[str, list[str]]] = {}
+    for name, bundle in (("with", FAKE), ("without", None)):
+        handler = _Records()
+        logger.addHandler(handler)
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(viewer_mod, "find_bundle", lambda b=bundle: b)
+                built[name] = (build_case_report(case_dir, case_id=CASE).html, handler.lines)
+        finally:
+            logger.removeHandler(handler)
+    return Pages(built["with"][0], built["without"][0], built["with"][1], built["without"][1])
+
+
 def _payload(page: str) -> dict[str, Any]:
     match = VIEWER_DATA.search(page)
     assert match, "no viewer data in the page"
@@ -79,37 +115,27 @@ def _decode(b64: str) -> np.ndarray:
 # --------------------------------------------------------------------------- fast
 
 
-def test_viewer_present_iff_bundle_found(
-    case_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: None)
-    with caplog.at_level(logging.WARNING):
-        page = build_case_report(case_dir, case_id=CASE).html
+def test_viewer_present_iff_bundle_found(pages: Pages) -> None:
+    page = pages.without
     assert 'id="viewer-app"' not in page and 'id="niivue-bundle"' not in page
     assert re.search(r'<section id="viewer"[^>]*data-omitted', page)
     assert "make setup" in page
-    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert lines == [MISSING_HINT]
+    assert pages.warnings_without == [MISSING_HINT]
     # The static figures are all there without the viewer.
     assert page.count('src="data:image/png;base64,') == 3
 
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: FAKE)
-    caplog.clear()
-    page = build_case_report(case_dir, case_id=CASE).html
+    page = pages.with_viewer
     assert 'id="viewer-app"' in page and FAKE.gzip_base64 in page
     assert not re.search(r'<section id="viewer"[^>]*data-omitted', page)
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert pages.warnings_with == []
     assert page.count('src="data:image/png;base64,') == 3  # static figures kept for print
     assert "@media print" in page and "#viewer { display: none; }" in page
 
 
-def test_embedded_volumes_decode_to_the_cropped_case(
-    case_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_embedded_volumes_decode_to_the_cropped_case(case_dir: Path, pages: Pages) -> None:
     from gliomaseg.report.case_data import find_case_files, load_volumes
 
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: FAKE)
-    payload = _payload(build_case_report(case_dir, case_id=CASE).html)
+    payload = _payload(pages.with_viewer)
     volumes = load_volumes(find_case_files(case_dir, CASE))
     box = brain_box(volumes)
     assert box is not None
@@ -136,6 +162,46 @@ def test_embedded_volumes_decode_to_the_cropped_case(
     for b in payload["bookmarks"]:
         assert b["voxel"][2] == b["index"] - box[2].start
         assert labels[b["voxel"][0], b["voxel"][1], b["voxel"][2]] > 0  # centred on tumour
+
+
+def test_cli_no_viewer_leaves_it_out(
+    case_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from gliomaseg.cli import main
+
+    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: FAKE)
+    out = tmp_path / "r.html"
+    assert main(["report", str(case_dir), "--case", CASE, "-o", str(out), "--no-viewer"]) == 0
+    page = out.read_text()
+    assert 'id="viewer-app"' not in page and "--no-viewer" in page
+
+
+def test_binary_case_has_one_tumour_label() -> None:
+    """An LGG-like case (3 channels, tumour vs background, thick slices, no summary list)."""
+    from gliomaseg.report.case_data import CaseFiles, CaseVolumes
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((40, 36, 12), dtype=bool)
+    brain[5:35, 4:32, 1:11] = True
+    images = {
+        m: np.where(brain, rng.uniform(50, 150, brain.shape), 0).astype(np.float32)
+        for m in ("pre-contrast", "flair", "post-contrast")
+    }
+    prediction = np.zeros(brain.shape, dtype=np.uint8)
+    prediction[15:26, 10:21, 4:8] = 1  # centroid (20, 15) in every slice
+    volumes = CaseVolumes(
+        images=images, prediction=prediction, spacing=(0.5, 0.5, 3.0), binary=True
+    )
+    files = CaseFiles("lgg", Path("."), {"flagged_slices": [6, 5]})
+    payload = viewer_mod.viewer_payload(files, volumes)
+    assert payload is not None
+    # Known modalities first (as in the static figures), then the layout's other channels.
+    assert [im["key"] for im in payload["images"]] == ["flair", "pre-contrast", "post-contrast"]
+    assert [c["abbr"] for c in payload["labels"]["codes"]] == ["tumour"]
+    assert set(np.unique(_decode(payload["labels"]["nifti"]))) == {0, 1}
+    assert [b["index"] for b in payload["bookmarks"]] == [6, 5]
+    # Crop box (margin 2) starts at (3, 2, 0); the grid is not resampled (under budget).
+    assert [b["voxel"] for b in payload["bookmarks"]] == [[17, 13, 6], [17, 13, 5]]
 
 
 def test_resampled_grid_keeps_the_voxel_budget_and_maps_slices() -> None:
@@ -190,12 +256,12 @@ def test_review_slices_accepts_names_indices_and_ranked_objects() -> None:
     assert review_slices({}) == []
 
 
-def test_report_has_no_external_urls_outside_comments(
-    case_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bundle = find_bundle() or FAKE
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: bundle)
-    page = build_case_report(case_dir, case_id=CASE).html
+def test_report_has_no_external_urls_outside_comments(pages: Pages) -> None:
+    page = pages.with_viewer
+    if (real := find_bundle()) is not None:
+        # The real bundle is embedded gzip + base64 (its shader comments hold a few URLs,
+        # never fetched: the browser test checks that no request leaves the page).
+        page = page.replace(FAKE.gzip_base64, real.gzip_base64)
     assert 'id="viewer-app"' in page
     outside = re.sub(r"<!--.*?-->", "", page, flags=re.S)
     assert re.findall(r"https?://[^\s\"'<>]*", outside) == []
@@ -203,23 +269,17 @@ def test_report_has_no_external_urls_outside_comments(
     assert "default-src 'none'" in page
 
 
-def test_report_size_stays_under_cap(
-    case_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_report_size_stays_under_cap(case_dir: Path, pages: Pages) -> None:
     """The viewer adds its bundle, the embedded volumes and a few kB of controls and script."""
     from gliomaseg.report.case_data import find_case_files, load_volumes
 
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: FAKE)
-    page = build_case_report(case_dir, case_id=CASE).html
-    payload = _payload(page)
+    payload = _payload(pages.with_viewer)
     embedded = sum(len(im["nifti"]) for im in payload["images"]) + len(payload["labels"]["nifti"])
-    monkeypatch.setattr(viewer_mod, "find_bundle", lambda: None)
-    with caplog.at_level(logging.ERROR):
-        without = build_case_report(case_dir, case_id=CASE).html
     # Stated cap: 4 volumes of ~27k voxels, gzip uint8, fit in 120 kB of base64; the rest of
     # the viewer (controls, script, style, bookmarks) in 24 kB.
     assert embedded < 120_000, embedded
-    assert len(page) - len(without) - len(FAKE.gzip_base64) < embedded + 24_000
+    added = len(pages.with_viewer) - len(pages.without) - len(FAKE.gzip_base64)
+    assert added < embedded + 24_000, added
     # A voxel budget below the crop box resamples every volume onto one smaller grid.
     files = find_case_files(case_dir, CASE)
     small = viewer_mod.viewer_payload(files, load_volumes(files), max_voxels=4_000)

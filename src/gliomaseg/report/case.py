@@ -92,6 +92,7 @@ def build_case_report(
     reference: str | Path | None = None,
     reference_scheme: str | None = None,
     explain_dir: str | Path | None = None,
+    viewer: bool = True,
 ) -> Report:
     """Render the report of one case.
 
@@ -102,6 +103,7 @@ def build_case_report(
             outlined dashed and added to the volume table.
         reference_scheme: Label scheme of the reference (default: guessed).
         explain_dir: Folder of ``gliomaseg explain`` outputs (default: ``case_dir``).
+        viewer: Include the interactive viewer (when its bundle is installed).
 
     Returns:
         The :class:`Report` (nothing is written).
@@ -120,7 +122,7 @@ def build_case_report(
     sections = [
         _overview(files, volumes),
         _warnings_section(warnings),
-        viewer_section(files, volumes),
+        viewer_section(files, volumes, enabled=viewer),
         _slices_section(files, shown, slices),
         _probability_section(files, shown, slices),
         _slice_chart_section(files, slices),
@@ -153,6 +155,7 @@ def write_case_report(
     reference_scheme: str | None = None,
     explain_dir: str | Path | None = None,
     figures_dir: str | Path | None = None,
+    viewer: bool = True,
 ) -> Path:
     """Write the report of one case atomically (default ``<case_dir>/<id>_report.html``).
 
@@ -166,6 +169,7 @@ def write_case_report(
         reference=reference,
         reference_scheme=reference_scheme,
         explain_dir=explain_dir,
+        viewer=viewer,
     )
     out = Path(output) if output is not None else Path(case_dir) / f"{cid}_report.html"
     return write_page(out, report.html, figures=report.figures, figures_dir=figures_dir)

@@ -71,6 +71,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also write every figure as PNG here",
     )
+    parser.add_argument(
+        "--no-viewer",
+        dest="viewer",
+        action="store_false",
+        help="leave out the interactive viewer (default: included when the NiiVue bundle is "
+        "installed; it adds about 1 MB plus the embedded volumes to each page)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -103,6 +110,7 @@ def run_report(args: argparse.Namespace) -> int:
                 reference_scheme=args.reference_scheme,
                 explain_dir=args.explain,
                 figures_dir=args.figures,
+                viewer=args.viewer,
             )
         except (ValueError, FileNotFoundError) as err:
             failures += 1

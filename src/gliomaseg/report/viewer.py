@@ -215,15 +215,24 @@ def brain_box(volumes: CaseVolumes, *, margin: int = 2) -> tuple[slice, slice, s
 
 
 def _resample(data: NDArray[Any], grid: Grid, *, order: int) -> NDArray[Any]:
+    """A crop-box array on the embedded grid (corners aligned; 0: nearest, 1: linear)."""
     from scipy import ndimage
 
     if grid.shape == grid.source_shape:
         return data
-    zoom = [
-        (m - 1) / (n - 1) if n > 1 else 1.0
+    step = [
+        (n - 1) / (m - 1) if m > 1 else 0.0
         for n, m in zip(grid.source_shape, grid.shape, strict=True)
     ]
-    return ndimage.zoom(data, zoom, order=order, output=data.dtype, grid_mode=False, mode="nearest")
+    # Labels: nearest neighbour on the codes; images: linear in float, rounded back.
+    out = ndimage.affine_transform(
+        data if order == 0 else data.astype(np.float32),
+        np.asarray(step),
+        output_shape=grid.shape,
+        order=order,
+        mode="nearest",
+    )
+    return out if order == 0 else np.rint(out).astype(data.dtype)
 
 
 def quantise(data: NDArray[np.floating], window: tuple[float, float]) -> NDArray[np.uint8]:
@@ -333,6 +342,7 @@ def viewer_section(
     *,
     bundle: Bundle | None = None,
     max_voxels: int = MAX_VIEWER_VOXELS,
+    enabled: bool = True,
 ) -> Section:
     """The ``viewer`` section; omitted (with a warning logged) when the bundle is absent.
 
@@ -341,8 +351,11 @@ def viewer_section(
             :func:`~gliomaseg.report.case_data.load_volumes`), canonical RAS+, uncropped.
         bundle: The NiiVue bundle (default: :func:`find_bundle`, never downloaded).
         max_voxels: Most voxels of one embedded volume.
+        enabled: False: the section is omitted (``gliomaseg report --no-viewer``).
     """
     title = "Interactive viewer"
+    if not enabled:
+        return Section("viewer", title, omitted="left out on request (--no-viewer)")
     bundle = bundle if bundle is not None else find_bundle()
     if bundle is None:
         log.warning(MISSING_HINT)
