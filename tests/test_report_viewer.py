@@ -403,7 +403,8 @@ def test_viewer_draws_offline_in_headless_chromium(
         f"Array.from({js}.nv.frac2vox({js}.nv.scene.crosshairPos)).map(Math.round)"
     )
     assert got == want
-    assert "axial slice" in browser.evaluate("document.getElementById('viewer-status').textContent")
+    status = browser.evaluate("document.getElementById('viewer-status').textContent")
+    assert "axial slice" in status and "predicted:" in status and "no tumour" not in status
     axial = _canvas_shot(browser, tmp_path / "report_viewer_axial_bookmark.png")
     assert _drawn_fraction(axial) >= MIN_DRAWN_FRACTION
 

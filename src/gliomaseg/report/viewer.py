@@ -402,7 +402,7 @@ def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
         for k, b in enumerate(payload["bookmarks"])
     )
     grid = payload["grid"]
-    spacing = " x ".join(f"{s:g}" for s in grid["spacing"])
+    spacing = " x ".join(f"{s:.2f}" for s in grid["spacing"])
     overlay = (
         f'<fieldset><legend>Segmentation</legend><label>opacity <input type="range" '
         f'id="viewer-opacity" min="0" max="100" value="50"></label>{toggles}</fieldset>'

@@ -95,12 +95,19 @@
     }
     nv.setSliceType(nv.sliceTypeMultiplanar);
 
+    var names = {};
+    if (data.labels) { data.labels.codes.forEach(function (c) { names[c.code] = c.name; }); }
     nv.onLocationChange = function (loc) {
       if (!loc || !loc.vox) { return; }
-      var g = data.grid;
+      var g = data.grid, label = "";
+      if (seg && loc.values) {
+        var at = loc.values[nv.volumes.indexOf(seg)];
+        var code = at ? Math.round(at.value) : 0;
+        label = "; predicted: " + (names[code] || "no tumour");
+      }
       say("Crosshair: axial slice " + toSource(g, 2, loc.vox[2]) + ", voxel (" +
         toSource(g, 0, loc.vox[0]) + ", " + toSource(g, 1, loc.vox[1]) + ") of the case's " +
-        "RAS+ grid" + (loc.string ? "; " + loc.string : ""));
+        "RAS+ grid (the summary's slice indices)" + label);
     };
 
     root.querySelectorAll('input[name="viewer-image"]').forEach(function (input) {
