@@ -403,6 +403,7 @@ def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
     )
     grid = payload["grid"]
     spacing = " x ".join(f"{s:.2f}" for s in grid["spacing"])
+    resampled = ", resampled" if grid["shape"] != grid["source_shape"] else ""
     overlay = (
         f'<fieldset><legend>Segmentation</legend><label>opacity <input type="range" '
         f'id="viewer-opacity" min="0" max="100" value="50"></label>{toggles}</fieldset>'
@@ -426,8 +427,8 @@ def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
         "</canvas></div>"
         '<p id="viewer-status" class="viewer-status" role="status">Loading the viewer ...</p>'
         '<p class="note">Radiological convention (the patient\'s right on the left). Volumes '
-        f"cropped to the brain, resampled to {esc(spacing)} mm and quantised to 8 bits for "
-        "this page; measure on the original files. Click to move the crosshair, scroll to "
+        f"cropped to the brain{resampled} ({esc(spacing)} mm voxels) and quantised to 8 bits "
+        "for this page; measure on the original files. Click to move the crosshair, scroll to "
         "change slice, right-drag for contrast. Printing shows the static figures "
         "instead.</p></div>"
         f'<script type="application/json" id="viewer-data">{_script_json(payload)}</script>'
