@@ -142,10 +142,20 @@ def describe_case(
     lib = library if library is not None else load_library()
     binary = bool(case.scheme is not None and case.scheme.binary)
     feats = case_features(
-        case.label, affine=case.affine, brain_mask=case.brain_mask, image=case.image, binary=binary
+        case.label,
+        affine=case.affine,
+        brain_mask=case.brain_mask,
+        image=case.image,
+        binary=binary,
+        orientation_known=case.orientation_known,
     )
     rows = slice_features(
-        case.label, affine=case.affine, brain_mask=case.brain_mask, image=case.image, binary=binary
+        case.label,
+        affine=case.affine,
+        brain_mask=case.brain_mask,
+        image=case.image,
+        binary=binary,
+        orientation_known=case.orientation_known,
     )
     scope = "slice" if case.label.shape[2] == 1 else "case"
     model = _CaseEmbedder(embedder)
@@ -221,6 +231,11 @@ def _notes(case: Case, feats: Mapping[str, Any], scope: str) -> list[str]:
         notes.append(
             "no image or brain mask: the midline and position are measured against the field "
             "of view and the brain fraction is not given"
+        )
+    if not case.orientation_known:
+        notes.append(
+            "the input does not record its orientation: no side (laterality) and no position "
+            "in the brain are given"
         )
     if scope == "slice":
         notes.append("a single 2D slice: described as a slice (areas in mm²), not as a volume")
@@ -598,6 +613,7 @@ def _with_images(label_case: Case, image_case: Case, seg: Path) -> Case:
         scheme=label_case.scheme,
         source={**image_case.source, "label": str(seg)},
         spacing_known=image_case.spacing_known and label_case.spacing_known,
+        orientation_known=image_case.orientation_known and label_case.orientation_known,
     )
 
 
