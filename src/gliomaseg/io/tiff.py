@@ -20,10 +20,12 @@ it was established from the data (all 88 development patients, five institutions
 * columns run patient right -> left. Anatomy cannot tell left from right; this is the DICOM
   display convention of the source (TCIA axial DICOM shown as stored: column 0 = patient
   right, "radiological" view), and it agrees with the clinical laterality in ``data.csv``
-  (``laterality``, coded 1 Left, 2 Midline, 3 Right as the alphabetical order of TCGA's
-  values) for 84 of the 85 lateral tumours.
+  (``laterality``, coded 1 Left, 2 Midline, 3 Right: the alphabetical order of TCGA's
+  values, like the file's other coded columns) for all but a stray few of the lateral
+  tumours; the swapped convention would agree with almost none.
 
-A per-slice check (``tests/test_realdata_orientation.py``) keeps this honest.
+``tests/test_realdata_orientation.py`` checks this on the real patients (clinical laterality,
+the head's symmetry axis in report panels).
 """
 
 from __future__ import annotations
