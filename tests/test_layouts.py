@@ -10,7 +10,7 @@ import pytest
 
 from gliomaseg.case import MODALITIES
 from gliomaseg.errors import InputError
-from gliomaseg.geometry import to_canonical
+from gliomaseg.geometry import orientation_code, to_canonical
 from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.io.writers import write_layout
@@ -149,7 +149,11 @@ def test_lgg_stack_round_trip(tmp_path):
     case = read_case(folder)
     assert case.layout == "lgg-tiff" and not case.spacing_known
     assert [int(n.rsplit("_", 1)[1]) for n in case.slice_names] == list(range(1, 13))
-    np.testing.assert_array_equal(case.label, (synth.label > 0).astype(np.uint8))
+    # The TIFFs keep no voxel size but do keep the orientation: read back, the canonical
+    # arrays are the synthetic case's own arrays reoriented to RAS+.
+    expected, _ = to_canonical((synth.label > 0).astype(np.uint8), synth.affine)
+    np.testing.assert_array_equal(case.label, expected)
+    assert orientation_code(case.source_affine) == "PLS"
     assert case.meta["institution"] == "CS"
 
 

@@ -59,13 +59,14 @@ def test_lgg_slices_come_out_in_slice_number_order(shared_data):
     assert len(numbers) >= 10  # 10 must come after 9, not after 1
     assert case.image is not None and case.label is not None
     t1, flair, t1ce = (case.modalities.index(m) for m in ("t1", "flair", "t1ce"))
+    image, label = case.to_source(case.image), case.to_source(case.label)  # TIFF order
     for k in (0, 9, len(numbers) - 1):
         raw = tifffile.imread(folder / f"{case.slice_names[k]}.tif")
-        np.testing.assert_array_equal(case.image[t1, :, :, k], raw[..., 0])
-        np.testing.assert_array_equal(case.image[flair, :, :, k], raw[..., 1])
-        np.testing.assert_array_equal(case.image[t1ce, :, :, k], raw[..., 2])
+        np.testing.assert_array_equal(image[t1, :, :, k], raw[..., 0])
+        np.testing.assert_array_equal(image[flair, :, :, k], raw[..., 1])
+        np.testing.assert_array_equal(image[t1ce, :, :, k], raw[..., 2])
         mask = tifffile.imread(folder / f"{case.slice_names[k]}_mask.tif")
-        np.testing.assert_array_equal(case.label[:, :, k], (mask > 0).astype(np.uint8))
+        np.testing.assert_array_equal(label[:, :, k], (mask > 0).astype(np.uint8))
 
 
 def test_inspect_json_reports_wt_volume_in_ml(shared_data, capsys):

@@ -14,6 +14,8 @@ import tifffile
 from scipy import ndimage
 
 from gliomaseg.case import MODALITIES
+from gliomaseg.geometry import orientation_code, reorient
+from gliomaseg.io.tiff import LGG_AXES
 from gliomaseg.io.writers import LAYOUTS, write_layout
 from gliomaseg.labels import ED, ET, NCR
 from gliomaseg.synthetic import (
@@ -336,15 +338,17 @@ def test_write_lgg_tiff(case: SyntheticCase, tmp_path: Path) -> None:
     assert names == {f"{pid}_{n}.tif" for n in range(1, depth + 1)} | {
         f"{pid}_{n}_mask.tif" for n in range(1, depth + 1)
     }
-    z = int(np.argmax((case.label > 0).sum(axis=(0, 1))))
+    # TIFF order: rows anterior -> posterior, columns patient right -> left, n inferior -> up
+    tiff_label = reorient(case.label, orientation_code(case.affine), LGG_AXES)
+    z = int(np.argmax((tiff_label > 0).sum(axis=(0, 1))))
     rgb = tifffile.imread(folder / f"{pid}_{z + 1}.tif")
     mask = tifffile.imread(folder / f"{pid}_{z + 1}_mask.tif")
-    assert rgb.shape == (*PHANTOM_SHAPE[:2], 3) and rgb.dtype == np.uint8
-    assert mask.shape == PHANTOM_SHAPE[:2] and mask.dtype == np.uint8
+    assert rgb.shape == (*tiff_label.shape[:2], 3) and rgb.dtype == np.uint8
+    assert mask.shape == tiff_label.shape[:2] and mask.dtype == np.uint8
     assert set(np.unique(mask).tolist()) == {0, 255}
-    assert np.array_equal(mask == 255, case.label[:, :, z] > 0)
+    assert np.array_equal(mask == 255, tiff_label[:, :, z] > 0)
     for k, modality in enumerate(("t1", "flair", "t1ce")):
-        vol = case.images[modality]
+        vol = reorient(case.images[modality], orientation_code(case.affine), LGG_AXES)
         expected = np.rint((vol[:, :, z] - vol.min()) / (vol.max() - vol.min()) * 255)
         np.testing.assert_array_equal(rgb[..., k], expected.astype(np.uint8))
 

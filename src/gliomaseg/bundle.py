@@ -26,7 +26,7 @@ from gliomaseg.checkpoint import CHECKPOINT_FORMAT, input_scale, load_checkpoint
 from gliomaseg.errors import InputError
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.machine import machine_info
-from gliomaseg.prepare import load_index
+from gliomaseg.prepare import load_index, network_axes
 
 
 class MeanEnsemble(torch.nn.Module):
@@ -112,6 +112,11 @@ def bundle_runs(
         for key in keys:
             if p.get(key) != first.get(key):
                 raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
+        if network_axes(p) != network_axes(first):
+            raise ValueError(
+                f"{run}: trained on arrays in another orientation ({network_axes(p)}, not "
+                f"{network_axes(first)}: a cache from another gliomaseg version); retrain it"
+            )
         if input_scale(p) != input_scale(first):
             raise ValueError(
                 f"{run}: its input_scale differs from the other runs; bundle one config"
@@ -148,7 +153,7 @@ def bundle_runs(
         "context": first["context"],
         "input_scale": input_scale(first),
         "train_config": train_config,
-        "preprocessing": first.get("preprocessing", {}),
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
         "folds": folds,
         "postprocess": dict(postprocess or {}),
         **training,
@@ -164,7 +169,7 @@ def bundle_runs(
         "context_slices_each_side": first["context"],
         "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
         "input_scale": input_scale(first),
-        "preprocessing": first.get("preprocessing", {}),
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
         "target": first["target"],
         "training_config": train_config,
         "training_command": command,

@@ -49,6 +49,9 @@ class Case:
         brain_mask: Optional (X, Y, Z) bool mask shipped with the data (BraTS 2013).
         spacing_known: False when the format carries no voxel size (LGG TIFF): volumes are then
             in units of the assumed spacing and flagged as such.
+        orientation_known: False when the input does not say which way the patient lies (a
+            NIfTI whose header has neither qform nor sform code): the affine is then a
+            placeholder, and no left/right (laterality) or A/P/L/R marker is reported.
         slice_names: For stacks of 2D files, the file stem of each Z slice, in slice order.
         meta: Free-form extras (patient id, institution code...).
     """
@@ -65,6 +68,7 @@ class Case:
     source_shape: tuple[int, ...] | None = None
     brain_mask: np.ndarray | None = None
     spacing_known: bool = True
+    orientation_known: bool = True
     slice_names: tuple[str, ...] = ()
     meta: dict[str, str] = field(default_factory=dict)
 

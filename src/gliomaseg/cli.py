@@ -314,6 +314,8 @@ def _print_inspect_table(cases: list[dict]) -> None:
         table.add_row(
             "orientation", f"{c['orientation']} (processed as {c['canonical_orientation']})"
         )
+        if c.get("orientation_source") and c.get("orientation_known", True):
+            table.add_row("  from", c["orientation_source"])
         table.add_row("label scheme", str(c["label_scheme"]))
         if "voxels" in c:
             for name, n in c["voxels"].items():

@@ -185,16 +185,16 @@ def measure_case(case: Case, *, slices: bool = True) -> tuple[dict[str, Any], li
     binary = bool(case.scheme is not None and case.scheme.binary)
     label, affine, brain, image = case.label, case.affine, case.brain_mask, case.image
     to_input = case.source_indices  # centroid_voxel in the input file's indices, as segment's
-    feats = case_features(
-        label, affine=affine, brain_mask=brain, image=image, binary=binary, to_input=to_input
-    )
-    rows = (
-        slice_features(
-            label, affine=affine, brain_mask=brain, image=image, binary=binary, to_input=to_input
-        )
-        if slices
-        else []
-    )
+    common: dict[str, Any] = {
+        "affine": affine,
+        "brain_mask": brain,
+        "image": image,
+        "binary": binary,
+        "to_input": to_input,
+        "orientation_known": case.orientation_known,
+    }
+    feats = case_features(label, **common)
+    rows = slice_features(label, **common) if slices else []
     return feats, rows
 
 
@@ -251,6 +251,11 @@ def _notes(case: Case, feats: Mapping[str, Any], scope: str) -> list[str]:
         notes.append(
             "no image or brain mask: the midline and position are measured against the field "
             "of view and the brain fraction is not given"
+        )
+    if not case.orientation_known:
+        notes.append(
+            "the input does not record its orientation: no side (laterality) and no position "
+            "in the brain are given"
         )
     if scope == "slice":
         notes.append("a single 2D slice: described as a slice (areas in mm²), not as a volume")
@@ -628,6 +633,7 @@ def _with_images(label_case: Case, image_case: Case, seg: Path) -> Case:
         scheme=label_case.scheme,
         source={**image_case.source, "label": str(seg)},
         spacing_known=image_case.spacing_known and label_case.spacing_known,
+        orientation_known=image_case.orientation_known and label_case.orientation_known,
     )
 
 

@@ -98,6 +98,33 @@ def to_source_indices(
     return np.asarray(points, dtype=np.float64).reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
 
 
+def reorient(array: NDArray[np.generic], source: str, target: str) -> NDArray[np.generic]:
+    """Permute and flip the last three axes of ``array`` from one axis code to another.
+
+    Args:
+        array: (..., X, Y, Z) data whose spatial axes point along ``source`` (``"RAS"``...).
+        source: Three-letter code of the data's axes (the direction of increasing index).
+        target: Three-letter code wanted; ``reorient(reorient(a, s, t), t, s)`` is ``a``.
+
+    Returns:
+        A contiguous copy (or ``array`` itself when the codes are equal).
+    """
+    if source == target:
+        return array
+    ornt = nio.ornt_transform(nio.axcodes2ornt(tuple(source)), nio.axcodes2ornt(tuple(target)))
+    return _apply_ornt(array, ornt)
+
+
+def reorient_affine(
+    affine: NDArray[np.float64], shape: Sequence[int], source: str, target: str
+) -> NDArray[np.float64]:
+    """The affine of ``reorient(array, source, target)`` for an array of spatial ``shape``."""
+    if source == target:
+        return np.asarray(affine, dtype=np.float64)
+    ornt = nio.ornt_transform(nio.axcodes2ornt(tuple(source)), nio.axcodes2ornt(tuple(target)))
+    return np.asarray(affine, dtype=np.float64) @ nio.inv_ornt_aff(ornt, tuple(shape))
+
+
 def check_same_grid(
     grids: Sequence[tuple[str, tuple[int, ...], NDArray[np.float64]]], *, atol: float = 1e-3
 ) -> None:

@@ -13,7 +13,11 @@ from gliomaseg.labels import INTERNAL_NAMES, region_counts
 
 
 def label_volumes(
-    label: np.ndarray, *, voxel_ml: float, regions: dict[str, tuple[int, ...]]
+    label: np.ndarray,
+    *,
+    voxel_ml: float,
+    regions: dict[str, tuple[int, ...]],
+    binary_name: str | None = None,
 ) -> dict[str, Any]:
     """Voxel counts and volumes (mL) per internal label and per region.
 
@@ -21,12 +25,18 @@ def label_volumes(
         label: (X, Y, Z) internal codes.
         voxel_ml: Volume of one voxel in mL.
         regions: Region name -> internal codes (see :data:`gliomaseg.labels.REGIONS`).
+        binary_name: For a binary scheme, the name of its one label (LGG: "FLAIR
+            abnormality"), counted instead of the BraTS labels 1-3.
 
     Returns:
         ``{"voxels": {name: n}, "volume_ml": {name: mL}}`` for labels 1-3 and each region;
         an empty label map gives zeros, never an error.
     """
-    voxels = region_counts(label, regions)
+    if binary_name is not None:  # one label: no NCR/NET, ED, ET to count
+        n = int(np.count_nonzero(label))
+        voxels = {binary_name: n, **{region: n for region in regions}}
+    else:
+        voxels = region_counts(label, regions)
     return {"voxels": voxels, "volume_ml": {k: round(v * voxel_ml, 4) for k, v in voxels.items()}}
 
 
@@ -46,6 +56,8 @@ def describe(case: Case, ref: CaseRef | None = None) -> dict[str, Any]:
             case.source_affine if case.source_affine is not None else case.affine
         ),
         "canonical_orientation": CANONICAL,
+        "orientation_known": case.orientation_known,
+        "orientation_source": case.meta.get("orientation", ""),
         "voxel_volume_ml": case.voxel_volume_ml,
         "files": case.source,
         "label_scheme": case.scheme.name if case.scheme else None,
@@ -64,11 +76,22 @@ def describe(case: Case, ref: CaseRef | None = None) -> dict[str, Any]:
             for k in sorted(case.scheme.from_internal)
             if k < raw_counts.size
         }
+        binary_name = None
+        if case.scheme.binary:
+            value = case.scheme.from_internal[max(case.scheme.from_internal)]
+            binary_name = case.scheme.names.get(value, "tumour")
         out.update(
-            label_volumes(case.label, voxel_ml=case.voxel_volume_ml, regions=case.scheme.regions)
+            label_volumes(
+                case.label,
+                voxel_ml=case.voxel_volume_ml,
+                regions=case.scheme.regions,
+                binary_name=binary_name,
+            )
         )
     if not case.spacing_known:
         out["warnings"].append("voxel size not stored in this format: volumes assume 1 mm voxels")
+    if not case.orientation_known:
+        out["warnings"].append(f"orientation {case.meta.get('orientation', 'unknown')}")
     for key, note in case.meta.items():
         if key.endswith("_note"):
             out["warnings"].append(f"{key[:-5]}: {note}")

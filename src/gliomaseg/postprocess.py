@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from gliomaseg.labels import ET, NCR, region_counts
+from gliomaseg.laterality import tumour_side
 
 
 @dataclass(frozen=True)
@@ -115,23 +116,33 @@ def tumour_geometry(
     *,
     brain: np.ndarray | None = None,
     to_input: Callable[[np.ndarray], np.ndarray] | None = None,
+    image: np.ndarray | None = None,
+    orientation_known: bool = True,
 ) -> dict[str, Any]:
     """Where the whole tumour is: components, bounding box, extent, centroid, hemisphere.
 
     Args:
         label: (X, Y, Z) internal codes on a RAS+ canonical grid.
         affine: Its voxel -> scanner (mm) matrix.
-        brain: Optional (X, Y, Z) brain mask; its centroid defines the midline (else x = 0).
+        brain: Optional (X, Y, Z) brain mask shipped with the data.
         to_input: Maps (N, 3) canonical voxel indices to the input file's array indices
             (:meth:`gliomaseg.case.Case.source_indices`); without it voxel positions are
             indices of ``label``.
+        image: Optional (C, X, Y, Z) image: the brain's source without a mask.
+        orientation_known: False (the input does not record left and right): no hemisphere.
 
     Returns:
         JSON-ready dict (units in :data:`COORDINATES`); an empty mask gives zeros and None,
-        never an error. Hemisphere is from scanner x (RAS+: +x is the patient's right),
-        compared with the brain's centroid.
+        never an error. ``hemisphere`` is :func:`gliomaseg.laterality.tumour_side`'s
+        laterality (left, right, bilateral, midline; relative to the brain's midline, the same
+        as ``explain`` and the report); ``hemisphere_note`` says why it is None when the
+        orientation is unknown.
     """
     wt = label > 0
+    side = tumour_side(
+        wt, affine, brain_mask=brain, image=image, orientation_known=orientation_known
+    )
+    note = {"hemisphere_note": side["laterality_note"]} if "laterality_note" in side else {}
     if not wt.any():
         return {
             "components": 0,
@@ -141,6 +152,7 @@ def tumour_geometry(
             "centroid_voxel": None,
             "centroid_mm": None,
             "hemisphere": None,
+            **note,
         }
     _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
     idx = np.argwhere(wt)
@@ -148,11 +160,6 @@ def tumour_geometry(
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     centroid = idx.mean(axis=0)
     centroid_mm = (affine @ np.append(centroid, 1.0))[:3]
-    midline = 0.0
-    if brain is not None and brain.any():
-        midline = float((affine @ np.append(np.argwhere(brain).mean(axis=0), 1.0))[0])
-    side = centroid_mm[0] - midline
-    hemisphere = "midline" if abs(side) < 2.0 else ("right" if side > 0 else "left")
     extent = (hi - lo + 1) * spacing
     if to_input is not None:  # flips and axis swaps: the two corners bound the box
         corners = np.rint(to_input(np.stack([lo, hi]))).astype(int)
@@ -165,7 +172,8 @@ def tumour_geometry(
         "z_extent_mm": round(float(extent[2]), 2),
         "centroid_voxel": [round(float(c), 2) for c in centroid],
         "centroid_mm": [round(float(c), 2) for c in centroid_mm],
-        "hemisphere": hemisphere,
+        "hemisphere": side["laterality"],
+        **note,
     }
 
 

@@ -33,14 +33,58 @@ import numpy as np
 from gliomaseg import __version__
 from gliomaseg.case import Case
 from gliomaseg.errors import failure_message
+from gliomaseg.geometry import CANONICAL
 from gliomaseg.io.atomic import remove_orphans, temporary_dir, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
+from gliomaseg.io.tiff import LGG_AXES, LGG_CHANNELS
 from gliomaseg.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+
+#: Axes of the arrays a network is trained on and applied to: canonical RAS+. Caches record
+#: it (``"axes"`` in ``case.json`` and ``index.json``), checkpoints in ``preprocessing``.
+NETWORK_AXES = CANONICAL
+#: Before the LGG TIFFs were oriented, an LGG case's "canonical" arrays were the TIFF stack as
+#: stored (rows, columns, slices): anatomically :data:`~gliomaseg.io.tiff.LGG_AXES`, not RAS+.
+#: Caches and checkpoints that predate the ``axes`` record are read with this rule, so models
+#: trained on them (the bundled ``lgg`` model) still see slices the way they were trained.
+LEGACY_LGG_AXES = LGG_AXES
+
+
+def case_axes(meta: dict[str, Any]) -> str:
+    """Axes of a prepared case's arrays, from its ``case.json`` (legacy rule above)."""
+    recorded = meta.get("axes")
+    if recorded:
+        return str(recorded)
+    return LEGACY_LGG_AXES if meta.get("layout") == "lgg-tiff" else NETWORK_AXES
+
+
+def cache_axes(cache: str | Path) -> str:
+    """Axes of every array in a prepared cache (its ``index.json``, else its first case)."""
+    index = load_index(cache)
+    if index.get("axes"):
+        return str(index["axes"])
+    if not index["cases"]:
+        return NETWORK_AXES
+    first = Path(cache) / "cases" / index["cases"][0]["case_id"] / "case.json"
+    return case_axes(json.loads(first.read_text()))
+
+
+def network_axes(meta: dict[str, Any]) -> str:
+    """Axes a checkpoint's network was trained on (``preprocessing.axes``; legacy rule).
+
+    Checkpoints written before the record are RAS+ unless they take exactly the LGG TIFF
+    channels (pre-contrast, FLAIR, post-contrast): those were trained on TIFF-order stacks.
+    """
+    recorded = (meta.get("preprocessing") or {}).get("axes")
+    if recorded:
+        return str(recorded)
+    return LEGACY_LGG_AXES if set(meta.get("modalities", ())) == set(LGG_CHANNELS) else NETWORK_AXES
+
+
 _GLI = re.compile(r"^BraTS-GLI-(\d{5})-\d{3}$")
 _H5_PATIENT = re.compile(r"^volume_(\d+)$")
 _BRATS_SOURCE = re.compile(r"^Bra[Tt][Ss]\d\d_(CBICA|TCIA|2013)", re.IGNORECASE)
@@ -181,6 +225,7 @@ def prepare_case(
         "source_shape": list(case.source_shape) if case.source_shape else None,
         "spacing_mm": list(case.spacing),
         "spacing_known": case.spacing_known,
+        "axes": NETWORK_AXES,
         "slice_names": list(case.slice_names),
         "brain_pixels": brain_c.sum(axis=(0, 1)).astype(int).tolist(),
         "tumour_pixels": (label_zxy > 0).sum(axis=(1, 2)).astype(int).tolist()
@@ -310,6 +355,12 @@ def _write_index(
     modalities: tuple[str, ...] | None,
     data: str | Path,
 ) -> None:
+    axes = {case_axes(m) for m in entries.values()}
+    if len(axes) > 1:
+        raise ValueError(
+            f"{cache}: holds cases prepared by an older gliomaseg in another orientation "
+            f"({', '.join(sorted(axes))}); prepare it again with --overwrite"
+        )
     patients = sorted({m["patient"] for m in entries.values()})
     strata = {m["patient"]: m["stratum"] for m in entries.values()}
     folds: list[dict[str, list[str]]] = []
@@ -324,6 +375,7 @@ def _write_index(
         "source": str(Path(data).resolve()),
         "config": asdict(config),
         "modalities": list(modalities or ()),
+        "axes": axes.pop(),
         "cases": [
             {
                 "case_id": cid,

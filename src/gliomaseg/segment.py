@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from gliomaseg import __version__
 from gliomaseg.bundle import model_training_cases, training_case_record
 from gliomaseg.case import Case
 from gliomaseg.errors import InputError, failure_message
+from gliomaseg.geometry import reorient, reorient_affine
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
@@ -42,7 +43,7 @@ from gliomaseg.postprocess import (
     region_volumes,
     tumour_geometry,
 )
-from gliomaseg.prepare import model_input
+from gliomaseg.prepare import NETWORK_AXES, model_input, network_axes
 from gliomaseg.preprocess import uncrop
 from gliomaseg.runs import resolve_device
 from gliomaseg.targets import TargetSpec
@@ -86,6 +87,9 @@ class Segmenter:
     meta: dict[str, Any]
     #: In-plane factor the (2D) model was trained at; slices are resized by it and back.
     input_scale: float = 1.0
+    #: Axes of the arrays the model was trained on (:func:`gliomaseg.prepare.network_axes`);
+    #: cases are reoriented to them for the network and back.
+    axes: str = NETWORK_AXES
 
     @classmethod
     def load(cls, model: str | Path, *, device: str = "auto") -> Segmenter:
@@ -113,6 +117,7 @@ class Segmenter:
             device=dev,
             source=str(path),
             meta=meta,
+            axes=network_axes(meta),
         )
 
 
@@ -197,7 +202,8 @@ def predict_case(
     """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid."""
     from gliomaseg.inference import predict_volume, predict_volume_3d
 
-    volume, crop, _ = model_input(case, modalities=seg.modalities, margin=config.margin)
+    view = network_view(case, seg.axes)
+    volume, crop, _ = model_input(view, modalities=seg.modalities, margin=config.margin)
     if seg.spatial_dims == 3:
         probs = predict_volume_3d(
             seg.model,
@@ -226,11 +232,33 @@ def predict_case(
     full = uncrop(probs, crop)
     if seg.target.kind == "softmax":  # outside the brain is certainly background
         background = [k for k, g in enumerate(seg.target.groups) if 0 in g]
-        outside = ~np.zeros(case.shape, bool)
+        outside = ~np.zeros(view.shape, bool)
         outside[crop.slices] = False
         for k in background:
             full[k][outside] = 1.0
-    return label.astype(np.uint8), full
+    label = reorient(label, seg.axes, NETWORK_AXES)
+    return label.astype(np.uint8), reorient(full, seg.axes, NETWORK_AXES)
+
+
+def network_view(case: Case, axes: str) -> Case:
+    """The case with its arrays reoriented from canonical RAS+ to a model's training ``axes``.
+
+    A model trained on arrays in other axes (the bundled ``lgg`` model: TIFF-order stacks)
+    would otherwise see its slices rotated by 90 degrees.
+    """
+    if axes == NETWORK_AXES:
+        return case
+
+    def turn(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else reorient(array, NETWORK_AXES, axes)
+
+    return replace(
+        case,
+        image=turn(case.image),
+        label=turn(case.label),
+        brain_mask=turn(case.brain_mask),
+        affine=reorient_affine(case.affine, case.shape, NETWORK_AXES, axes),
+    )
 
 
 def tumour_probability(probs: np.ndarray, target: TargetSpec) -> np.ndarray:
@@ -254,7 +282,6 @@ def summarise(
     per_slice = tumour_p.reshape(-1, tumour_p.shape[-1]).max(axis=0)
     names = list(case.slice_names) or [str(z) for z in range(per_slice.size)]
     binary = bool(case.scheme.binary) if case.scheme else seg.target.channels == 1
-    brain = np.any(case.image != 0, axis=0) if case.image is not None else None
     return {
         "case_id": case.case_id,
         "gliomaseg_version": __version__,
@@ -267,7 +294,14 @@ def summarise(
         "spacing_known": case.spacing_known,
         "voxel_volume_ml": case.voxel_volume_ml,
         "volumes_ml": region_volumes(label, case.voxel_volume_ml, binary=binary),
-        **tumour_geometry(label, case.affine, brain=brain, to_input=case.source_indices),
+        **tumour_geometry(
+            label,
+            case.affine,
+            brain=case.brain_mask,
+            to_input=case.source_indices,
+            image=case.image,
+            orientation_known=case.orientation_known,
+        ),
         "coordinates": COORDINATES,
         "postprocessing": record,
         "training_case": training_case_record(
@@ -356,9 +390,12 @@ def _write_lgg_slices(case: Case, label: np.ndarray, folder: Path) -> None:
     import tifffile
 
     folder.mkdir(parents=True, exist_ok=True)
+    rows_cols = (
+        np.asarray(case.to_source(label)) != 0
+    )  # back to the TIFFs' own (row, column, slice) order
     for z, name in enumerate(case.slice_names):
         with atomic_path(folder / f"{name}_pred.tif") as tmp:
-            tifffile.imwrite(tmp, np.where(label[:, :, z] > 0, 255, 0).astype(np.uint8))
+            tifffile.imwrite(tmp, np.where(rows_cols[:, :, z], 255, 0).astype(np.uint8))
 
 
 @dataclass

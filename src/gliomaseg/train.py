@@ -35,7 +35,7 @@ from gliomaseg.data import (
 from gliomaseg.errors import InputError
 from gliomaseg.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
-from gliomaseg.prepare import load_index, open_case
+from gliomaseg.prepare import cache_axes, load_index, open_case
 from gliomaseg.resize import check_scale
 from gliomaseg.runs import (
     RunState,
@@ -431,6 +431,11 @@ def train(
             config.extra_data, run_dir, progress=progress and rank == 0, name="extra_cache"
         )
         extra_channels, _ = _channels(extra_cache, config)
+        if cache_axes(extra_cache) != cache_axes(cache):
+            raise ValueError(
+                f"{config.extra_data}: prepared in another orientation than {data} (an older "
+                "gliomaseg); prepare both again with the same version"
+            )
         extra_ids = [c["case_id"] for c in load_index(extra_cache)["cases"] if c["labelled"]]
         if not extra_ids:
             raise ValueError(f"{config.extra_data}: no labelled cases to add to training")
@@ -472,7 +477,11 @@ def train(
         "input_scale": float(config.input_scale),
         "data": str(data),
         "train_config": config.to_dict(),
-        "preprocessing": {"zscore": "per modality over brain voxels", "crop": "brain bounding box"},
+        "preprocessing": {
+            "zscore": "per modality over brain voxels",
+            "crop": "brain bounding box",
+            "axes": cache_axes(cache),
+        },
     }
     bar = TrainingProgress(
         enabled=progress and rank == 0,

@@ -308,13 +308,18 @@ def load_masks(
 
 
 def _cache_planes(cache: Path) -> Iterator[_Plane]:
-    from gliomaseg.prepare import load_index, open_case
+    from gliomaseg.geometry import reorient
+    from gliomaseg.prepare import NETWORK_AXES, case_axes, load_index, open_case
 
     for entry in load_index(cache)["cases"]:
         _, label, meta = open_case(cache, entry["case_id"])
         if label is None:
             continue
         sx, sy = (float(s) for s in meta["spacing_mm"][:2])
+        axes = case_axes(meta)  # older LGG caches: TIFF order (in-plane turn, same slices)
+        if axes != NETWORK_AXES:
+            label = reorient(np.moveaxis(np.asarray(label), 0, -1), axes, NETWORK_AXES)
+            label = np.moveaxis(label, -1, 0)
         z0 = int(meta.get("crop", {}).get("start", [0, 0, 0])[2])  # back to the original index
         patient = str(entry.get("patient") or entry["case_id"])
         for z in np.flatnonzero(np.asarray(label).reshape(len(label), -1).any(axis=1)):

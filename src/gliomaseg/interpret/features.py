@@ -18,13 +18,16 @@ centroids, extents and laterality use scanner coordinates (RAS+ mm: +x = patient
 +y = Anterior, +z = Superior), so a flipped array with the matching affine gives the same
 answer, and array order never decides left from right.
 
-Laterality (see :func:`laterality_from_fractions`): the brain's midline is the plane
-``x = midline_x_mm``, the scanner x of the brain mask's centroid (of the non-zero image
-voxels when only an image is given, of the field of view's centre otherwise). Tumour voxels
-within ``midline_band_mm`` (default 5 mm) of that plane are "midline"; the others are left
+Laterality is :mod:`gliomaseg.laterality`'s, the one definition that ``summary.json`` and
+the report use too: the brain's midline is the plane ``x = midline_x_mm``, the scanner x of
+the brain's centroid (the brain mask, else the image's non-zero voxels or, without a zero
+background, its bright foreground; the field of view's centre otherwise). Tumour voxels within
+``midline_band_mm`` (default 5 mm) of that plane are "midline"; the others are left
 (x < midline) or right (x > midline). The tumour is "bilateral" when each side holds at least
 ``bilateral_fraction`` (default 20 %) of its volume, "midline" when at least half of it lies
-in the band, and otherwise takes the side that holds more of it.
+in the band, and otherwise takes the side that holds more of it. With
+``orientation_known=False`` (an input that does not record left and right) every side and
+position value is ``None``.
 
 Empty masks never raise: sizes, counts and fractions are 0, and shape descriptors that have
 no meaning without a tumour (compactness, solidity, eccentricity, centroid, laterality,
@@ -48,13 +51,16 @@ from scipy import ndimage
 
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
 from gliomaseg.labels import ED, ET, NCR
+from gliomaseg.laterality import (
+    BILATERAL_FRACTION,
+    MIDLINE_BAND_MM,
+    MIDLINE_MAJORITY,
+    brain_reference,
+    laterality_from_fractions,
+    midline_x_mm,
+    side_of_points,
+)
 
-#: Half-width (mm) of the band around the midline plane whose voxels count as "midline".
-MIDLINE_BAND_MM = 5.0
-#: Share of the tumour volume that each hemisphere must hold for "bilateral".
-BILATERAL_FRACTION = 0.20
-#: Share of the tumour volume within the midline band above which it is "midline".
-MIDLINE_MAJORITY = 0.5
 #: Share of the tumour volume (area) a component needs to count in ``n_components_major``.
 MAJOR_COMPONENT_FRACTION = 0.05
 #: Douglas-Peucker tolerance (pixels) used to take the staircase out of slice contours.
@@ -84,8 +90,9 @@ def _docs() -> dict[str, str]:
         "voxel_volume_ml": "Volume of one voxel: sx * sy * sz / 1000, mL.",
         "n_voxels": "Number of whole-tumour voxels (label > 0) in the case or slice.",
         "brain_reference": (
-            '"brain_mask", "image" (non-zero voxels of any channel) or "field_of_view": what '
-            "the midline, brain fraction and position are measured against."
+            '"brain_mask", "image" (non-zero voxels of any channel), "foreground" (bright '
+            'region of an image without zero background) or "field_of_view": what the '
+            "midline, brain fraction and position are measured against."
         ),
         "brain_volume_ml": "Brain volume: brain voxels * voxel volume, mL (None without a brain).",
         "brain_fraction": (
@@ -133,27 +140,36 @@ def _docs() -> dict[str, str]:
         ),
         "midline_x_mm": (
             "Scanner x of the brain's midline plane: x of the brain centroid (or of the field "
-            "of view's centre without a brain), mm."
+            "of view's centre without a brain), mm; None when the orientation is unknown."
         ),
         "midline_band_mm": "Half-width of the band around the midline plane counted as midline, mm.",
         "offset_from_midline_mm": (
             "centroid_mm[0] - midline_x_mm: signed distance of the tumour centroid from the "
-            "midline, mm (> 0 = patient Right); None when empty."
+            "midline, mm (> 0 = patient Right); None when empty or orientation unknown."
         ),
         "left_fraction": (
-            "Share of WT voxels with x < midline - band (patient Left), 0-1; 0 when empty."
+            "Share of WT voxels with x < midline - band (patient Left), 0-1; 0 when empty, "
+            "None when the orientation is unknown."
         ),
         "right_fraction": (
-            "Share of WT voxels with x > midline + band (patient Right), 0-1; 0 when empty."
+            "Share of WT voxels with x > midline + band (patient Right), 0-1; 0 when empty, "
+            "None when the orientation is unknown."
         ),
-        "midline_fraction": "Share of WT voxels with |x - midline| <= band, 0-1; 0 when empty.",
+        "midline_fraction": (
+            "Share of WT voxels with |x - midline| <= band, 0-1; 0 when empty, None when the "
+            "orientation is unknown."
+        ),
         "laterality": (
             '"left", "right", "bilateral" (both sides >= bilateral fraction of the volume) or '
-            '"midline" (>= half in the band); None when empty. From scanner x, not array order.'
+            '"midline" (>= half in the band); None when empty or when the input does not '
+            "record its orientation. From scanner x, not array order "
+            "(gliomaseg.laterality)."
         ),
+        "laterality_note": "Why laterality is None although there is a tumour (if it is).",
         "position_in_brain": (
             "WT centroid as fractions (x, y, z) of the brain's scanner bounding box: 0 = its "
-            "left / posterior / inferior edge, 1 = right / anterior / superior; None when empty."
+            "left / posterior / inferior edge, 1 = right / anterior / superior; None when empty "
+            "or the orientation is unknown."
         ),
         "axis": "Array axis the slices are taken along (2 = axial in RAS+ order).",
         "slice_index": "Index of the slice along that axis.",
@@ -243,31 +259,6 @@ def _world(points: NDArray[Any], affine: NDArray[np.float64]) -> NDArray[np.floa
     return np.asarray(points, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _brain_reference(
-    shape: tuple[int, ...],
-    affine: NDArray[np.float64],
-    brain_mask: NDArray[Any] | None,
-    image: NDArray[Any] | None,
-) -> tuple[NDArray[np.bool_] | None, str]:
-    if brain_mask is not None:
-        brain = np.asarray(brain_mask).astype(bool)
-        if brain.any():
-            return brain, "brain_mask"
-    if image is not None:
-        img = np.asarray(image)
-        if img.ndim == 3:
-            img = img[None]
-        if img.shape[1:] != tuple(shape):
-            raise ValueError(
-                f"image shape {img.shape} does not match label shape {tuple(shape)}; pass "
-                "Case.image (C, X, Y, Z) on the label's grid"
-            )
-        brain = np.any(img != 0, axis=0)
-        if brain.any():
-            return brain, "image"
-    return None, "field_of_view"
-
-
 def _brain_frame(
     brain: NDArray[np.bool_] | None, shape: tuple[int, ...], affine: NDArray[np.float64]
 ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
@@ -278,7 +269,6 @@ def _brain_frame(
     """
     if brain is None:
         lo_idx, hi_idx = np.zeros(3), np.asarray(shape, dtype=np.float64) - 1
-        centre = (lo_idx + hi_idx) / 2.0
     else:
         idx = [
             np.flatnonzero(np.any(brain, axis=tuple(a for a in range(3) if a != k)))
@@ -286,34 +276,9 @@ def _brain_frame(
         ]
         lo_idx = np.array([i[0] for i in idx], dtype=np.float64)
         hi_idx = np.array([i[-1] for i in idx], dtype=np.float64)
-        centre = np.asarray(ndimage.center_of_mass(brain), dtype=np.float64)
     corners = np.array(np.meshgrid(*zip(lo_idx, hi_idx, strict=True), indexing="ij"))
     world = _world(corners.reshape(3, -1).T, affine)
-    return float(_world(centre[None], affine)[0, 0]), world.min(axis=0), world.max(axis=0)
-
-
-def laterality_from_fractions(
-    left: float, midline: float, right: float, *, bilateral_fraction: float = BILATERAL_FRACTION
-) -> str | None:
-    """Side of the brain from the share of the tumour left, within and right of the midline.
-
-    Args:
-        left: Share of tumour voxels with x < midline - band.
-        midline: Share within the band.
-        right: Share with x > midline + band.
-        bilateral_fraction: Share each side must hold for ``"bilateral"``.
-
-    Returns:
-        ``"bilateral"`` if both sides hold >= ``bilateral_fraction``; else ``"midline"`` if
-        >= 50 % lies in the band; else the side holding more; ``None`` when all are 0 (empty).
-    """
-    if left + midline + right <= 0:
-        return None
-    if left >= bilateral_fraction and right >= bilateral_fraction:
-        return "bilateral"
-    if midline >= MIDLINE_MAJORITY:
-        return "midline"
-    return "right" if right > left else "left"
+    return midline_x_mm(brain, affine, shape), world.min(axis=0), world.max(axis=0)
 
 
 def _position(
@@ -323,43 +288,35 @@ def _position(
     *,
     band_mm: float,
     bilateral_fraction: float,
+    orientation_known: bool = True,
 ) -> dict[str, Any]:
     """Centroid, extent, laterality and position of tumour voxels given as (N, 3) indices."""
     midline_x, lo, hi = frame
+    world = _world(points, affine) if len(points) else np.zeros((0, 3))
     out: dict[str, Any] = {
         "centroid_voxel": None,
         "centroid_mm": None,
         "extent_mm": [0.0, 0.0, 0.0],
-        "midline_x_mm": midline_x,
-        "midline_band_mm": band_mm,
-        "offset_from_midline_mm": None,
-        "left_fraction": 0.0,
-        "midline_fraction": 0.0,
-        "right_fraction": 0.0,
-        "laterality": None,
+        **side_of_points(
+            world[:, 0],
+            midline_x,
+            orientation_known=orientation_known,
+            band_mm=band_mm,
+            bilateral_fraction=bilateral_fraction,
+        ),
         "position_in_brain": None,
     }
     if len(points) == 0:
         return out
-    world = _world(points, affine)
     centroid = world.mean(axis=0)
-    x = world[:, 0] - midline_x
-    left = float(np.mean(x < -band_mm))
-    right = float(np.mean(x > band_mm))
     size = np.where(hi - lo > 0, hi - lo, 1.0)
     out.update(
         centroid_voxel=[float(v) for v in points.mean(axis=0)],
         centroid_mm=[float(v) for v in centroid],
         extent_mm=_extent_mm(world, affine),
-        offset_from_midline_mm=float(centroid[0] - midline_x),
-        left_fraction=left,
-        right_fraction=right,
-        midline_fraction=1.0 - left - right,
-        laterality=laterality_from_fractions(
-            left, 1.0 - left - right, right, bilateral_fraction=bilateral_fraction
-        ),
-        position_in_brain=[float(v) for v in np.clip((centroid - lo) / size, 0.0, 1.0)],
     )
+    if orientation_known:
+        out["position_in_brain"] = [float(v) for v in np.clip((centroid - lo) / size, 0.0, 1.0)]
     return out
 
 
@@ -550,6 +507,7 @@ def case_features(
     brain_mask: NDArray[Any] | None = None,
     image: NDArray[Any] | None = None,
     binary: bool = False,
+    orientation_known: bool = True,
     midline_band_mm: float = MIDLINE_BAND_MM,
     bilateral_fraction: float = BILATERAL_FRACTION,
     to_input: Callable[[NDArray[Any]], NDArray[Any]] | None = None,
@@ -564,6 +522,8 @@ def case_features(
         image: Optional (C, X, Y, Z) or (X, Y, Z) skull-stripped image; its non-zero voxels
             are the brain when no ``brain_mask`` is given.
         binary: The label is a binary tumour mask (WT only; compartment features ``None``).
+        orientation_known: False for inputs that do not record left and right
+            (:attr:`gliomaseg.case.Case.orientation_known`): side and position are ``None``.
         midline_band_mm: Half-width of the midline band, mm.
         bilateral_fraction: Share of the volume each side needs for ``"bilateral"``.
         to_input: Maps (N, 3) indices of ``label`` to the input file's array indices
@@ -581,7 +541,7 @@ def case_features(
     lab, aff = _check_inputs(label, affine, brain_mask)
     spacing = _spacing(aff)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    brain, reference = _brain_reference(lab.shape, aff, brain_mask, image)
+    brain, reference = brain_reference(lab.shape, brain_mask, image)
     wt = lab > 0
     counts = _counts(lab, binary=binary)
     out: dict[str, Any] = {
@@ -609,7 +569,12 @@ def case_features(
     points = np.argwhere(wt)
     out.update(
         _position(
-            points, aff, frame, band_mm=midline_band_mm, bilateral_fraction=bilateral_fraction
+            points,
+            aff,
+            frame,
+            band_mm=midline_band_mm,
+            bilateral_fraction=bilateral_fraction,
+            orientation_known=orientation_known,
         )
     )
     _input_centroid(out, to_input)
@@ -751,6 +716,7 @@ def slice_features(
     image: NDArray[Any] | None = None,
     binary: bool = False,
     indices: Sequence[int] | None = None,
+    orientation_known: bool = True,
     midline_band_mm: float = MIDLINE_BAND_MM,
     bilateral_fraction: float = BILATERAL_FRACTION,
     to_input: Callable[[NDArray[Any]], NDArray[Any]] | None = None,
@@ -765,6 +731,7 @@ def slice_features(
         image: Optional (C, X, Y, Z) image whose non-zero voxels are the brain otherwise.
         binary: The label is a binary tumour mask (compartment features ``None``).
         indices: Slices to describe; default every slice along ``axis``.
+        orientation_known: False gives ``None`` side and position (see :func:`case_features`).
         midline_band_mm: Half-width of the midline band, mm.
         bilateral_fraction: Share of the area each side needs for ``"bilateral"``.
         to_input: As for :func:`case_features` (``centroid_voxel`` only; ``slice_index``
@@ -787,7 +754,7 @@ def slice_features(
     spacing = _spacing(aff)
     pixel = np.delete(spacing, axis)
     pixel_area = float(np.prod(pixel))
-    brain, reference = _brain_reference(lab.shape, aff, brain_mask, image)
+    brain, reference = brain_reference(lab.shape, brain_mask, image)
     frame = _brain_frame(brain, lab.shape, aff)
     rows = []
     for index in picks:
@@ -814,7 +781,12 @@ def slice_features(
         points = np.insert(np.argwhere(plane > 0), axis, index, axis=1)
         row.update(
             _position(
-                points, aff, frame, band_mm=midline_band_mm, bilateral_fraction=bilateral_fraction
+                points,
+                aff,
+                frame,
+                band_mm=midline_band_mm,
+                bilateral_fraction=bilateral_fraction,
+                orientation_known=orientation_known,
             )
         )
         _input_centroid(row, to_input)
@@ -899,6 +871,7 @@ __all__ = [
     "FEATURE_DOCS",
     "MAJOR_COMPONENT_FRACTION",
     "MIDLINE_BAND_MM",
+    "MIDLINE_MAJORITY",
     "OPENING_RADIUS_MM",
     "ball_footprint",
     "case_features",

@@ -57,6 +57,34 @@ log = logging.getLogger(__name__)
 LAYOUT_CONFIG_NAME = "gliomaseg-layout.json"
 #: MSD Task01 channel order (also the default nnU-Net channel map).
 MSD_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
+#: Where each layout's orientation (the canonical RAS+ affine) comes from; shown by
+#: ``inspect`` and the README's table. A NIfTI header without qform/sform code makes a case
+#: "orientation unknown" whatever its layout (:attr:`Case.orientation_known`).
+ORIENTATION_NOTES: dict[str, str] = {
+    "nifti": "from the NIfTI header (sform, else qform)",
+    "kaggle-h5": (
+        "the BraTS grid's (LPS, 1 mm): the slices are cut from BraTS arrays in their own "
+        "axes (checked against the source NIfTI)"
+    ),
+    "lgg-tiff": (
+        "rows anterior->posterior, columns patient right->left, slices inferior->superior: "
+        "anatomy (eyes, cerebellum) for front/back and up/down; left/right from the source "
+        "DICOM display convention, which agrees with the dataset's clinical laterality"
+    ),
+}
+UNKNOWN_ORIENTATION = (
+    "unknown: the NIfTI header has neither qform nor sform code, so which way is left, "
+    "right, front or back is not recorded; no laterality is reported"
+)
+
+
+def orientation_note(layout: str, *, known: bool = True) -> str:
+    """Where the orientation of a case of ``layout`` comes from (for ``inspect``)."""
+    if not known:
+        return UNKNOWN_ORIENTATION
+    return ORIENTATION_NOTES.get(layout, ORIENTATION_NOTES["nifti"])
+
+
 _GENERIC_FOLDER_NAMES = frozenset({"images", "image", "imgs", "anat"})
 _NNUNET = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 #: Folders whose 4D images are Decathlon cases (a 4D file elsewhere has no channel order).
@@ -663,7 +691,8 @@ def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) 
     check_same_grid(grids)
     image = np.stack(arrays).astype(np.float32, copy=False)
     src_affine = grids[0][2]
-    case = _canonical_case(ref, image, label, brain, src_affine, scheme)
+    known = nifti.orientation_known(next(iter(ref.images.values())))
+    case = _canonical_case(ref, image, label, brain, src_affine, scheme, orientation_known=known)
     case.source_shape = file_shape  # 2D files stay 2D on output
     return case
 
@@ -703,7 +732,12 @@ def _canonical_case(
         source_affine=src_affine,
         source_shape=tuple(int(s) for s in shape),
         brain_mask=brain,
-        meta={"patient": ref.patient or ref.case_id},
+        meta={
+            "patient": ref.patient or ref.case_id,
+            "orientation": orientation_note(
+                ref.layout, known=bool(extra.get("orientation_known", True))
+            ),
+        },
         **extra,  # type: ignore[arg-type]
     )
 
@@ -730,7 +764,14 @@ def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     image = np.ascontiguousarray(image[order])
     mods = tuple(ref.channels[i] for i in order)
     case = _canonical_case(
-        ref, image, label, None, affine, scheme or get_scheme(override or "msd"), modalities=mods
+        ref,
+        image,
+        label,
+        None,
+        affine,
+        scheme or get_scheme(override or "msd"),
+        modalities=mods,
+        orientation_known=nifti.orientation_known(ref.path),
     )
     case.source = {"image": str(ref.path), **({"label": str(ref.label)} if ref.label else {})}
     return case
@@ -777,7 +818,10 @@ def _read_lgg(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     scheme = get_scheme(override) if override else LGG
     if with_label and masks is not None:
         label = scheme.encode(masks, source=str(ref.path))
-    affine = np.diag([*LGG_ASSUMED_SPACING, 1.0])
+    # Rows anterior -> posterior, columns patient right -> left, slices inferior -> superior
+    # (established from the data: see gliomaseg.io.tiff), so the canonical RAS+ arrays are
+    # the TIFF stack flipped and transposed; to_source() gives the TIFF order back.
+    affine = tiff.lgg_affine(LGG_ASSUMED_SPACING)
     order = [tiff.LGG_CHANNELS.index(m) for m in MODALITIES if m in tiff.LGG_CHANNELS]
     image = np.ascontiguousarray(image[order])
     mods = tuple(tiff.LGG_CHANNELS[i] for i in order)
@@ -802,6 +846,7 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
     """A lone NIfTI: a label map when its values are few integers, else one image."""
     raw, affine = nifti.read_label(ref.path)
     raw = raw[..., None] if raw.ndim == 2 else raw
+    known = nifti.orientation_known(ref.path)
     if raw.ndim == 4:
         raise InputError(
             f"{ref.path}: 4D image with {raw.shape[-1]} volumes outside an MSD imagesTr/imagesTs "
@@ -813,14 +858,18 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
         raise InputError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
     if _looks_like_labels(raw) or override:
         label, scheme = _encode(raw, ref.path, None, override)
-        case = _canonical_case(ref, None, label, None, affine, scheme, modalities=())
+        case = _canonical_case(
+            ref, None, label, None, affine, scheme, modalities=(), orientation_known=known
+        )
         case.source = {"label": str(ref.path)}
         return case
     data, _ = nifti.read_image(ref.path)
     data = data[..., None] if data.ndim == 2 else data
     role = classify(ref.path)
     modality = role.modality or "image"
-    case = _canonical_case(ref, data[None], None, None, affine, None, modalities=(modality,))
+    case = _canonical_case(
+        ref, data[None], None, None, affine, None, modalities=(modality,), orientation_known=known
+    )
     case.source = {modality: str(ref.path)}
     return case
 

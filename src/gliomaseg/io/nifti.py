@@ -257,6 +257,16 @@ def read_header(path: str | Path) -> NiftiHeaderInfo:
     return NiftiHeaderInfo(path, shape, affine, header)
 
 
+def orientation_known(path: str | Path) -> bool:
+    """Whether a NIfTI header says how the voxels lie in the patient (qform or sform code > 0).
+
+    With both codes 0 the file has no orientation (the NIfTI standard's Analyze fallback):
+    nibabel still returns an affine, built from the voxel sizes, but it is a placeholder.
+    """
+    header = read_header(path).header
+    return int(header["qform_code"]) > 0 or int(header["sform_code"]) > 0
+
+
 def read_image(
     path: str | Path, *, allow_empty: bool = False
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
@@ -309,6 +319,7 @@ def write_nifti(
     header: nib.Nifti1Header | None = None,
     dtype: type | None = None,
     slope: float = 1.0,
+    orientation_known: bool = True,
 ) -> None:
     """Write a NIfTI file atomically, keeping the reference header's geometry.
 
@@ -320,6 +331,8 @@ def write_nifti(
         dtype: On-disk data type (defaults to ``data.dtype``).
         slope: ``scl_slope`` stored in the header (readers multiply voxels by it): lets
             probabilities live in uint8 as value * 255 with slope 1/255.
+        orientation_known: False writes qform and sform codes 0, so an output of an input
+            without orientation does not claim one (:func:`orientation_known` reads it back).
     """
     hdr = header.copy() if header is not None else None
     img = nib.Nifti1Image(np.asarray(data), affine, header=hdr)
@@ -329,6 +342,9 @@ def write_nifti(
         qform_code = int(hdr["qform_code"]) or 1
         img.set_sform(affine, code=sform_code)
         img.set_qform(affine, code=qform_code)
+    if not orientation_known:
+        img.set_sform(affine, code=0)
+        img.set_qform(affine, code=0)
     img.header["scl_slope"] = slope
     img.header["scl_inter"] = 0.0
     with atomic_path(path) as tmp:

@@ -49,5 +49,7 @@ def write_segmentation(
     if case.source_shape is not None and len(case.source_shape) == 2:
         raw = raw[..., 0]
     affine = case.source_affine if case.source_affine is not None else case.affine
-    nifti.write_nifti(path, raw, affine, header=header, dtype=np.uint8)
+    nifti.write_nifti(
+        path, raw, affine, header=header, dtype=np.uint8, orientation_known=case.orientation_known
+    )
     return Path(path)

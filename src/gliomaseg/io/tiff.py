@@ -8,6 +8,24 @@ assumed spacing and are flagged ``spacing_known = False``.
 
 Where a sequence was missing, the dataset's authors copied FLAIR into its channel; such
 channels are detected (identical to FLAIR on every slice) and named in ``meta``.
+
+Orientation (:data:`LGG_AXES`, encoded by :func:`lgg_affine`). The TIFFs carry no geometry, so
+it was established from the data (all 88 development patients, five institutions):
+
+* rows run anterior -> posterior: the orbits, eyes and nose are at the top of the low slices
+  and the cerebellum at the bottom; tumours recorded as frontal in ``data.csv``
+  (``tumor_location``) lie in the upper half of the head, parietal/occipital ones lower;
+* slice number ``n`` runs inferior -> superior (skull base and cerebellum at ``n`` = 1, the
+  vertex last);
+* columns run patient right -> left. Anatomy cannot tell left from right; this is the DICOM
+  display convention of the source (TCIA axial DICOM shown as stored: column 0 = patient
+  right, "radiological" view), and it agrees with the clinical laterality in ``data.csv``
+  (``laterality``, coded 1 Left, 2 Midline, 3 Right: the alphabetical order of TCGA's
+  values, like the file's other coded columns) for all but a stray few of the lateral
+  tumours; the swapped convention would agree with almost none.
+
+``tests/test_realdata_orientation.py`` checks this on the real patients (clinical laterality,
+the head's symmetry axis in report panels).
 """
 
 from __future__ import annotations
@@ -24,6 +42,25 @@ from numpy.typing import NDArray
 
 from gliomaseg.errors import InputError
 from gliomaseg.io import limits
+
+#: Directions of increasing row, column and slice number (see the module docstring).
+LGG_AXES = "PLS"
+
+
+def lgg_affine(spacing: tuple[float, float, float]) -> NDArray[np.float64]:
+    """Voxel (row, column, slice) -> scanner RAS+ mm matrix of an LGG stack (:data:`LGG_AXES`).
+
+    Args:
+        spacing: Row, column and slice spacing in mm (assumed: the TIFFs store none).
+    """
+    rows, cols, slices = (float(s) for s in spacing)
+    affine = np.zeros((4, 4))
+    affine[1, 0] = -rows  # increasing row: towards posterior (-y)
+    affine[0, 1] = -cols  # increasing column: towards the patient's left (-x)
+    affine[2, 2] = slices  # increasing slice number: towards superior (+z)
+    affine[3, 3] = 1.0
+    return affine
+
 
 #: Channel order of the LGG TIFFs, as canonical modality names.
 LGG_CHANNELS: tuple[str, ...] = ("t1", "flair", "t1ce")

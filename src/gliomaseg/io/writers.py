@@ -20,9 +20,12 @@ layout         files (``<id>`` = ``case.case_id``)
 ``h5``         ``volume_<V>_slice_<S>.h5``: ``image`` (X, Y, 4) float64 FLAIR, T1, T1Gd, T2,
                each channel z-scored over the whole slice; ``mask`` (X, Y, 3) uint8
                one-hot NCR/NET, ED, ET; arrays are ``volume[:, :, S]``
-``lgg-tiff``   ``<id>/<id>_<n>.tif`` (X, Y, 3) uint8 T1, FLAIR, T1ce (each scaled to
-               0..255 over the volume) and ``<id>/<id>_<n>_mask.tif`` (X, Y) uint8 0/255,
-               for every axial slice, ``n`` = z index + 1
+``lgg-tiff``   ``<id>/<id>_<n>.tif`` (rows, columns, 3) uint8 T1, FLAIR, T1ce (each scaled
+               to 0..255 over the volume) and ``<id>/<id>_<n>_mask.tif`` uint8 0/255, one
+               per axial slice, ``n`` = 1 the most inferior: the TIFFs store no geometry, so
+               the arrays are reoriented from the case's affine to the dataset's own
+               orientation (rows anterior->posterior, columns patient right->left,
+               :data:`gliomaseg.io.tiff.LGG_AXES`); voxel sizes are lost
 =============  =====================================================================
 
 Cases without a label map (``label is None``) are written without segmentation files; for
@@ -44,8 +47,10 @@ import tifffile
 from numpy.typing import NDArray
 
 from gliomaseg.case import MODALITIES
+from gliomaseg.geometry import orientation_code, reorient
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.nifti import write_nifti
+from gliomaseg.io.tiff import LGG_AXES
 from gliomaseg.labels import BRATS2020, BRATS2023, ED, ET, MSD, NCR, LabelScheme
 
 LAYOUTS: tuple[str, ...] = ("brats2020", "brats2023", "upenn", "msd", "nnunet", "h5", "lgg-tiff")
@@ -416,14 +421,21 @@ def _to_uint8(volume: NDArray[Any]) -> NDArray[np.uint8]:
 def _write_lgg(case: CaseLike, out: Path) -> Path:
     cid = case.case_id
     folder = out / cid
-    rgb = np.stack([_to_uint8(_modality(case, m)) for m in LGG_CHANNELS], axis=-1)
-    label = None if case.label is None else np.asarray(case.label)
+    axes = orientation_code(case.affine)
+    rgb = np.stack(
+        [reorient(_to_uint8(_modality(case, m)), axes, LGG_AXES) for m in LGG_CHANNELS], axis=-1
+    )
+    label = (
+        None
+        if case.label is None
+        else np.asarray(reorient(np.asarray(case.label), axes, LGG_AXES)) != 0
+    )
     for z in range(rgb.shape[2]):
         n = z + 1
         with atomic_path(folder / f"{cid}_{n}.tif") as tmp:
             tifffile.imwrite(tmp, np.ascontiguousarray(rgb[:, :, z, :]), photometric="rgb")
         if label is not None:
-            mask = np.where(label[:, :, z] > 0, 255, 0).astype(np.uint8)
+            mask = np.where(label[:, :, z], 255, 0).astype(np.uint8)
             with atomic_path(folder / f"{cid}_{n}_mask.tif") as tmp:
                 tifffile.imwrite(tmp, mask, photometric="minisblack")
     return folder

@@ -207,7 +207,7 @@ def _overview(files: CaseFiles, volumes: CaseVolumes) -> Section:
     items: list[tuple[str, Any]] = [
         ("case", files.case_id),
         ("whole tumour", f"{fmt(vol.get('WT'))} mL" if "WT" in vol else None),
-        ("hemisphere", s.get("hemisphere")),
+        ("hemisphere", _hemisphere(s)),
         ("components", s.get("components")),
         ("extent (mm, x y z)", s.get("extent_mm")),
         ("flagged slices", f"{len(s.get('flagged_slices') or [])} of {len(s.get('slices') or [])}"),
@@ -273,6 +273,7 @@ def _slices_section(files: CaseFiles, volumes: CaseVolumes, slices: list[int]) -
         prediction=volumes.prediction,
         reference=volumes.reference,
         binary=volumes.binary,
+        orientation_known=volumes.orientation_known,
     )
     regions = ["WT"] if volumes.binary else list(CONTOUR_COLOURS)
     legend = ", ".join(
@@ -285,11 +286,24 @@ def _slices_section(files: CaseFiles, volumes: CaseVolumes, slices: list[int]) -
         png,
         alt=f"{len(slices)} {which} axial slices of each modality with the segmentation outlined",
         caption=(
-            f"Axial slices ({which}; at most 4), radiological convention: the patient's right "
-            f"is on the left, anterior at the top. Predicted outlines: {legend}{ref}."
+            f"Axial slices ({which}; at most 4), {_convention(volumes)}. Predicted outlines: "
+            f"{legend}{ref}."
         ),
     )
     return Section("slices", title, fig.html(), figures=[fig])
+
+
+def _convention(volumes: CaseVolumes) -> str:
+    if not volumes.orientation_known:
+        return "orientation unknown (the input does not record it): sides are not marked"
+    return "radiological convention: the patient's right is on the left, anterior at the top"
+
+
+def _hemisphere(summary: dict[str, Any]) -> Any:
+    """The summary's hemisphere, or why there is none."""
+    if summary.get("hemisphere") is None and summary.get("hemisphere_note"):
+        return f"not given ({summary['hemisphere_note']})"
+    return summary.get("hemisphere")
 
 
 def _colour_word(region: str) -> str:
@@ -329,6 +343,7 @@ def _probability_section(files: CaseFiles, volumes: CaseVolumes, slices: list[in
         row_titles=_row_titles(files, slices),
         underlay=underlay,
         window=display_window(underlay) if underlay is not None else (0.0, 1.0),
+        orientation_known=volumes.orientation_known,
     )
     note = " Output names assumed from the channel count." if assumed else ""
     over = f" over {MODALITY_TITLES[underlay_name]}" if underlay_name else ""
@@ -449,7 +464,7 @@ def _geometry_table(summary: dict[str, Any]) -> str:
     bbox = summary.get("bbox_voxels") or {}
     rows = [
         ("connected components", summary.get("components")),
-        ("hemisphere", summary.get("hemisphere")),
+        ("hemisphere", _hemisphere(summary)),
         ("extent x, y, z (mm)", summary.get("extent_mm")),
         ("centroid, scanner RAS x, y, z (mm)", summary.get("centroid_mm")),
         ("centroid (input file's voxel indices)", summary.get("centroid_voxel")),

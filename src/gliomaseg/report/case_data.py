@@ -90,6 +90,8 @@ class CaseVolumes:
         probs: (K, X, Y, Z) float32 probabilities of ``<id>_probs.nii.gz``, 0-1.
         spacing: Voxel size (mm) along X, Y, Z.
         binary: The label scheme only knows tumour vs background.
+        orientation_known: False when the segmentation's header records no orientation (its
+            input did not): figures then carry no A/P/L/R markers.
         notes: One line per optional input that is missing or unreadable.
     """
 
@@ -99,6 +101,7 @@ class CaseVolumes:
     probs: NDArray[np.float32] | None = None
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     binary: bool = False
+    orientation_known: bool = True
     notes: list[str] = field(default_factory=list)
 
 
@@ -220,6 +223,7 @@ def load_volumes(
             out.prediction, affine, scheme = read_labels(files.seg, hint=hint)
             out.spacing = _spacing(affine)
             out.binary = scheme.binary
+            out.orientation_known = nifti.orientation_known(files.seg)
         except (ValueError, FileNotFoundError) as err:
             # The segmentation is what the report is about: a corrupt one is an error.
             raise InputError(f"{files.seg}: {one_line(err)}") from None

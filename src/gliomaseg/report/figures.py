@@ -77,11 +77,25 @@ def _outline(
         )
 
 
-def _orientation_marks(ax: Any) -> None:
+#: Side markers of a :func:`display_slice` panel: letter -> (x, y) in axes fractions
+#: (y = 1 at the top). Anterior is the top row, the patient's right the left column.
+ORIENTATION_MARKS: dict[str, tuple[float, float]] = {
+    "R": (0.02, 0.5),
+    "L": (0.98, 0.5),
+    "A": (0.5, 0.98),
+    "P": (0.5, 0.02),
+}
+
+
+def _orientation_marks(ax: Any, *, known: bool = True) -> None:
     style = {"color": "white", "fontsize": 8, "transform": ax.transAxes, "fontweight": "bold"}
-    ax.text(0.02, 0.5, "R", ha="left", va="center", **style)
-    ax.text(0.98, 0.5, "L", ha="right", va="center", **style)
-    ax.text(0.5, 0.98, "A", ha="center", va="top", **style)
+    if not known:  # no letters rather than a guess
+        ax.text(0.5, 0.98, "orientation unknown", ha="center", va="top", **style)
+        return
+    for letter, (x, y) in ORIENTATION_MARKS.items():
+        ha = "left" if x < 0.1 else "right" if x > 0.9 else "center"
+        va = "top" if y > 0.9 else "bottom" if y < 0.1 else "center"
+        ax.text(x, y, letter, ha=ha, va=va, **style)
 
 
 def modality_grid(
@@ -94,6 +108,7 @@ def modality_grid(
     prediction: NDArray[np.integer] | None = None,
     reference: NDArray[np.integer] | None = None,
     binary: bool = False,
+    orientation_known: bool = True,
 ) -> bytes:
     """Axial slices (rows) of each modality (columns) with the masks outlined.
 
@@ -106,6 +121,7 @@ def modality_grid(
         prediction: (X, Y, Z) internal codes outlined per region (solid lines).
         reference: (X, Y, Z) internal codes outlined in :data:`REFERENCE_COLOUR`, dashed.
         binary: Outline only the whole tumour ("tumour").
+        orientation_known: False: "orientation unknown" instead of the A/P/L/R markers.
     """
     from matplotlib.lines import Line2D
 
@@ -132,7 +148,7 @@ def modality_grid(
             if row == 0:
                 ax.set_title(MODALITY_TITLES.get(name, name), fontsize=10)
                 if col == 0:
-                    _orientation_marks(ax)
+                    _orientation_marks(ax, known=orientation_known)
             if col == 0:
                 ax.set_ylabel(row_titles[row], fontsize=9)
     handles = [
@@ -160,6 +176,7 @@ def probability_grid(
     row_titles: Sequence[str],
     underlay: NDArray[np.floating] | None = None,
     window: tuple[float, float] = (0.0, 1.0),
+    orientation_known: bool = True,
 ) -> bytes:
     """Probability of each network output (columns) at axial slices (rows), 0-1 (viridis).
 
@@ -171,6 +188,7 @@ def probability_grid(
         row_titles: One title per row.
         underlay: Optional (X, Y, Z) image drawn in grey under the probabilities.
         window: Display window of the underlay.
+        orientation_known: False: "orientation unknown" instead of the A/P/L/R markers.
     """
     k = probs.shape[0]
     fig = _figure(PANEL_IN * k + 1.0, PANEL_IN * len(slices) + 0.4, constrained=True)
@@ -203,7 +221,7 @@ def probability_grid(
             if row == 0:
                 ax.set_title(names[col], fontsize=10)
                 if col == 0:
-                    _orientation_marks(ax)
+                    _orientation_marks(ax, known=orientation_known)
             if col == 0:
                 ax.set_ylabel(row_titles[row], fontsize=9)
     if shown is not None:
