@@ -540,6 +540,7 @@ def train_autoencoder(
         enabled=progress,
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
+        steps_per_epoch=config.steps_per_epoch,
     )
     try:
         loop.run(state, train_idx, val_idx, run_dir=run, meta=meta, bar=bar)
