@@ -28,12 +28,13 @@ from gliomaseg.errors import (
 log = logging.getLogger("gliomaseg")
 
 
-class DefaultsHelpFormatter(argparse.HelpFormatter):
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that ends with ``(default: X)`` for every option with a default worth saying.
 
-    Unlike :class:`argparse.ArgumentDefaultsHelpFormatter` it says nothing for ``None`` and
-    ``False`` defaults (an option left out, a flag not given) and leaves alone a help that
-    already explains its default in words.
+    Unlike :class:`argparse.ArgumentDefaultsHelpFormatter` it says nothing for ``None``,
+    ``False`` and empty defaults (an option left out, a flag not given) and leaves alone a
+    help that already explains its default in words. Descriptions keep their line breaks
+    (the bench scripts' docstrings).
     """
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -44,14 +45,14 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 
 def has_default(action: argparse.Action) -> bool:
-    """Whether an option has a default a help text should state (not None, False or [])."""
+    """Whether an option has a default a help text should state (not None, False, "" or [])."""
     default = action.default
     return (
         bool(action.option_strings)
         and default is not argparse.SUPPRESS
         and default is not None
         and default is not False
-        and default != []
+        and default not in ("", [])
     )
 
 
@@ -518,7 +519,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"done: {card['ensemble']}; model {args.output / 'model.pt'} and its card")
             return EXIT_OK
         state = train(config, args.data, args.output, **options)
-    run: Path = args.resume or args.output
+    run = Path(str(args.resume or args.output))
     print(done_line(state, run))
     return EXIT_OK
 
