@@ -330,8 +330,11 @@ def test_every_flag_has_help_that_states_its_default(monkeypatch):
     for parser in parsers:
         formatter = parser.formatter_class(prog=parser.prog)
         for action in parser._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
-                continue
+            if isinstance(
+                action,
+                (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction),
+            ):
+                continue  # the subcommands each have their own help line
             name = f"{parser.prog} {'/'.join(action.option_strings) or action.dest}"
             if action.help == argparse.SUPPRESS:
                 continue  # internal (a bench script's worker flags)

@@ -189,8 +189,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="bundled model name or checkpoint path (default: chosen from the input's "
-        "modalities: lgg for LGG TIFF folders, else brats)",
+        help="bundled model name, checkpoint path or training run folder (default: chosen "
+        "from the input's modalities: lgg for LGG TIFF folders, else brats)",
     )
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
