@@ -237,6 +237,18 @@ def test_resume_applies_device_and_same_values_with_a_message(short_run, capsys)
     assert "done: 2 epoch(s)" in out
 
 
+def test_checkpoints_written_before_the_loss_sum_still_resume_and_extend(short_run):
+    """Checkpoints of the previous code (no ``epoch_loss_sum`` in the state) keep working."""
+    from gliomaseg.checkpoint import save_checkpoint
+
+    last = short_run / "checkpoints" / "last.pt"
+    payload = load_checkpoint(last)
+    del payload["state"]["epoch_loss_sum"]
+    save_checkpoint(last, payload)
+    state = train(None, None, short_run, resume=True, changes={"epochs": 3}, progress=False)
+    assert state.epoch == 3 and state.global_step == 18
+
+
 # --------------------------------------------------------------------------- no validation
 
 
