@@ -42,7 +42,11 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="bundled model name or a bundled .pt")
     parser.add_argument("--cache", type=Path, required=True, help="prepared cache of the data")
     parser.add_argument("--agreement", type=Path, help="folder of cases with isen-20 outputs")

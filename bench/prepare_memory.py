@@ -52,8 +52,10 @@ def run_one(data: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("data", nargs="+", type=Path)
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("data", nargs="+", type=Path, help="dataset folders to prepare")
     args = parser.parse_args()
     results = [run_one(d) for d in args.data]
     print(

@@ -81,9 +81,9 @@ def _model_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--case", type=Path, default=None, help="a BraTS case folder")
     parser.add_argument(
         "--model",
@@ -106,7 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
+    )
     parser.add_argument("--amp", action="store_true", help="bf16 autocast in both pipelines")
     parser.add_argument("--tta", action="store_true", help="4 in-plane flips in both pipelines")
     parser.add_argument(

@@ -140,7 +140,11 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("data", type=Path, nargs="?", default=DEFAULT_DATA, help="real-data folder")
     parser.add_argument("--note", default="", help="a remark stored in the JSON")
     args = parser.parse_args(argv)

@@ -47,9 +47,9 @@ def _features(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument(
         "--model",
         choices=("unet", "residual_unet"),
@@ -58,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "MONAI's strided U-Net (--res-units 0 is the plain strided net)",
     )
     parser.add_argument("--res-units", type=int, default=1, help="residual_unet only")
-    parser.add_argument("--norm", choices=("batch", "instance"), default="batch")
+    parser.add_argument(
+        "--norm", choices=("batch", "instance"), default="batch", help="normalisation layers"
+    )
     parser.add_argument(
         "--in-channels", type=int, default=4, help="4: 2D; 12: 2.5D (one neighbour each side)"
     )
@@ -75,9 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="compare the variants in SWEEP (networks, widths, sizes, 2.5D, bf16, "
         "channels-last, compile, batch size), each in a fresh process, at --steps/--warmup",
     )
-    parser.add_argument("--features", type=_features, default=[16, 32, 64, 128])
+    parser.add_argument(
+        "--features", type=_features, default=[16, 32, 64, 128], help="widths per level"
+    )
     parser.add_argument("--size", type=int, default=240, help="square slice size in pixels")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="slices per step")
     parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -95,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cache", type=Path, default=None, help="train from a prepared cache")
     parser.add_argument("--workers", type=int, default=0, help="loader workers (--cache only)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="weights and synthetic data")
     parser.add_argument("--in-process", action="store_true", help="no subprocess per device")
     parser.add_argument("--note", default="", help="free text stored in the JSON")
     parser.add_argument("--worker", choices=("cpu", "cuda"), help=argparse.SUPPRESS)

@@ -31,6 +31,24 @@ TINY_TRAIN: dict = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _cli_logging_ends_with_the_test():
+    """``main()`` gives the root logger a handler bound to that test's captured stderr; remove
+    it afterwards, so a later test's log records never go to a closed stream (whose logging
+    errors would land in that test's captured stderr)."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    from gliomaseg.cli import _LineFormatter
+
+    for handler in root.handlers[:]:
+        if isinstance(handler.formatter, _LineFormatter):
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory) -> Path:
     """A prepared cache of five synthetic phantom cases (5 patient-level folds)."""

@@ -260,6 +260,8 @@ def test_cli_hooks_exit_codes(tiny_set, tmp_path, capsys):
     assert ev.run(args) == 0
     out = capsys.readouterr().out
     assert "2 case(s) evaluated" in out and "caseC" in out
+    printed = [line.split()[0] for line in out.splitlines() if "Dice" in line]
+    assert printed == ["WT", "TC", "ET", "NCR/NET", "ED"]  # names, not label1..3 (label3 is ET)
     bad = parser.parse_args(["--pred", str(tmp_path / "nope"), "--gt", str(gt), "-o", "x"])
     assert ev.run(bad) == 2
     assert "nope" in capsys.readouterr().err

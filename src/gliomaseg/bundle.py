@@ -339,16 +339,20 @@ def train_folds(
     description: str,
     command: str = "",
     progress: bool = True,
+    **train_options: Any,
 ) -> dict[str, Any]:
     """Train one run per cross-validation fold, then bundle them (one command per model).
 
     Runs go to ``output/fold<k>``; a finished fold is kept and an interrupted one resumed,
-    so rerunning the same command continues where it stopped. The ensemble and its card are
-    written to ``output/model.pt`` and ``output/model.json``.
+    so rerunning the same command continues where it stopped (with a larger
+    ``config.epochs``, the folds are extended). The ensemble and its card are written to
+    ``output/model.pt`` and ``output/model.json``.
 
     Args:
         config: :class:`gliomaseg.train.TrainConfig`; its ``fold`` is ignored.
         data: Dataset folder or prepared cache (the folds are the cache's).
+        train_options: Passed to :func:`gliomaseg.train.train` (``checkpoint_minutes``,
+            ``log_every``).
     """
     from dataclasses import replace
 
@@ -369,9 +373,10 @@ def train_folds(
             runs.append(run)
             continue
         if last.exists():
-            train(None, None, run, resume=True, progress=progress)
+            changes = {"epochs": config.epochs}
+            train(None, None, run, resume=True, changes=changes, progress=progress, **train_options)
         else:
-            train(replace(config, fold=fold), cache, run, progress=progress)
+            train(replace(config, fold=fold), cache, run, progress=progress, **train_options)
         runs.append(run)
     return bundle_runs(runs, output / "model.pt", description=description, command=command)
 

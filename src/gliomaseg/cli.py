@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,6 +26,43 @@ from gliomaseg.errors import (
 )
 
 log = logging.getLogger("gliomaseg")
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that ends with ``(default: X)`` for every option with a default worth saying.
+
+    Unlike :class:`argparse.ArgumentDefaultsHelpFormatter` it says nothing for ``None``,
+    ``False`` and empty defaults (an option left out, a flag not given) and leaves alone a
+    help that already explains its default in words. Descriptions keep their line breaks
+    (the bench scripts' docstrings).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if has_default(action) and "%(default)" not in text and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def has_default(action: argparse.Action) -> bool:
+    """Whether an option has a default a help text should state (not None, False, "" or [])."""
+    default = action.default
+    return (
+        bool(action.option_strings)
+        and default is not argparse.SUPPRESS
+        and default is not None
+        and default is not False
+        and default not in ("", [])
+    )
+
+
+def walk_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser below it, depth first."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases repeat a parser
+                yield from walk_parsers(sub)
 
 
 def _add_layout_flags(p: argparse.ArgumentParser) -> None:
@@ -68,26 +105,43 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="cache folder")
     p.add_argument("--modalities", default=None, help="comma list to keep, e.g. flair,t1,t1ce,t2")
     p.add_argument("--margin", type=int, default=2, help="voxels kept around the brain crop")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument(
+        "--dtype", choices=("float16", "float32"), default="float16", help="image storage type"
+    )
     p.add_argument("--folds", type=int, default=5, help="patient-level folds stored in the index")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the assignment of patients to folds")
     p.add_argument("--overwrite", action="store_true", help="redo cases already in the cache")
     _add_layout_flags(p)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("train", help="train a segmentation network (preset or config file)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="a shipped preset name (see --list-presets)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--preset",
+        help="a shipped preset name (see --list-presets; default: one that fits the data and "
+        "the machine: brats-cpu or lgg-cpu-128 on a CPU, brats-regions or "
+        "residual-unet-lgg-dice-bce on a GPU)",
+    )
     src.add_argument("--config", type=Path, help="a JSON training config")
-    src.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run exactly")
+    src.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run exactly (--epochs extends it; --device, --workers may change)",
+    )
     src.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--data", type=Path, help="raw dataset folder or a prepared cache")
     p.add_argument("-o", "--output", type=Path, help="run folder")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--fold", type=int, help="validation fold of the cache (-1: no validation)")
+    preset = "default: the preset's"
+    p.add_argument(
+        "--epochs", type=int, help=f"epochs ({preset}; with --resume: the new total, extending)"
+    )
+    p.add_argument("--steps-per-epoch", type=int, help=f"training steps per epoch ({preset})")
+    p.add_argument("--batch-size", type=int, help=f"samples per step ({preset})")
+    p.add_argument("--lr", type=float, help=f"learning rate ({preset})")
+    p.add_argument(
+        "--fold", type=int, help=f"validation fold of the cache (-1: no validation; {preset})"
+    )
     p.add_argument(
         "--cv",
         action="store_true",
@@ -97,11 +151,36 @@ def _build_parser() -> argparse.ArgumentParser:
         "--extra-data",
         help="extra labelled cases (folder or cache) that only join training, e.g. automatic labels",
     )
-    p.add_argument("--extra-fraction", type=float, help="share of each epoch from --extra-data")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--workers", type=int)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--extra-fraction", type=float, help=f"share of each epoch from --extra-data ({preset})"
+    )
+    p.add_argument("--seed", type=int, help=f"seeds sampling, augmentation, weights ({preset})")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help=f"auto: CUDA when present ({preset}, which is auto)",
+    )
+    p.add_argument("--workers", type=int, help=f"data-loader worker processes ({preset})")
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=5.0,
+        metavar="MIN",
+        help="also checkpoint inside an epoch after this many minutes, so a kill loses at most "
+        "that much (0: epoch ends only; default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-every",
+        type=float,
+        default=30.0,
+        metavar="SEC",
+        help="seconds between progress lines when stderr is not a terminal (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar or progress lines (epoch lines still)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("segment", help="segment cases: masks in the input geometry + summaries")
@@ -110,10 +189,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="bundled model name or checkpoint path (default: chosen from the input's "
-        "modalities: lgg for LGG TIFF folders, else brats)",
+        help="bundled model name, checkpoint path or training run folder (default: chosen "
+        "from the input's modalities: lgg for LGG TIFF folders, else brats)",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
+    )
     p.add_argument("--tta", action="store_true", help="average over in-plane flips")
     p.add_argument(
         "--save-probabilities",
@@ -139,7 +220,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     p.add_argument("--overwrite", action="store_true", help="redo cases that have outputs")
     p.add_argument("--part", default="1/1", help="i/n: process every n-th case starting at i")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("evaluate", help="Dice, IoU, HD95... of predictions against references")
@@ -200,9 +281,14 @@ def _build_parser() -> argparse.ArgumentParser:
         default="brats2020",
         help="brats2020, brats2023, msd, nnunet, upenn, h5, lgg-tiff",
     )
-    p.add_argument("--case-id", default="synthetic_000")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--template", choices=("mni", "phantom"), default="mni")
+    p.add_argument("--case-id", default="synthetic_000", help="case id in the file names")
+    p.add_argument("--seed", type=int, default=0, help="seeds the generated anatomy and tumour")
+    p.add_argument(
+        "--template",
+        choices=("mni", "phantom"),
+        default="mni",
+        help="mni: brain-like anatomy; phantom: nested ellipsoids",
+    )
     p.add_argument(
         "--brats-grid", action="store_true", help="240x240x155 at 1 mm with the BraTS affine"
     )
@@ -213,6 +299,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="segment, evaluate, explain and report a generated case")
     demo.add_arguments(p)
     p.set_defaults(func=demo.run)
+    for each in walk_parsers(parser):
+        each.formatter_class = DefaultsHelpFormatter
     return parser
 
 
@@ -380,20 +468,39 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gliomaseg.train import list_presets, load_config, train
+    from gliomaseg.train import choose_preset, list_presets, load_config, train
 
     if args.list_presets:
         for name in list_presets():
             print(f"{name:40s} {load_config(name).description}")
         return EXIT_OK
     progress = not args.no_progress
+    options = {
+        "progress": progress,
+        "checkpoint_minutes": args.checkpoint_every,
+        "log_every": args.log_every,
+    }
+    if args.checkpoint_every < 0 or args.log_every <= 0:
+        raise InputError("--checkpoint-every must be >= 0 and --log-every > 0")
     if args.resume:
-        state = train(None, None, args.resume, resume=True, progress=progress)
+        if args.data is not None or args.output is not None or args.cv:
+            raise InputError(
+                f"--resume {args.resume} continues the run with its own data and folder; "
+                "leave out --data, -o and --cv (rerun the --cv command to resume folds)"
+            )
+        changes = {k: getattr(args, k) for k in _TRAIN_OVERRIDES}
+        if args.extra_data is not None:
+            changes["extra_data"] = str(args.extra_data)
+        state = train(None, None, args.resume, resume=True, changes=changes, **options)
     else:
         if args.data is None or args.output is None:
             raise InputError("train needs --data DIR and -o RUN_DIR (or --resume RUN_DIR)")
+        preset = args.preset or args.config
+        if preset is None:
+            preset, line = choose_preset(args.data, args.device or "auto")
+            log.info("%s", line)
         config = load_config(
-            args.preset or args.config,
+            preset,
             epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch,
             batch_size=args.batch_size,
@@ -414,17 +521,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 args.output,
                 description=config.description,
                 command="gliomaseg " + " ".join(sys.argv[1:]),
-                progress=progress,
+                **options,
             )
             print(f"done: {card['ensemble']}; model {args.output / 'model.pt'} and its card")
             return EXIT_OK
-        state = train(config, args.data, args.output, progress=progress)
-    run = args.resume or args.output
-    print(
-        f"done: {state.epoch} epoch(s), best validation Dice "
-        f"{state.best_metric:.4f} at epoch {state.best_epoch}; run folder {run}"
-    )
+        state = train(config, args.data, args.output, **options)
+    run = Path(str(args.resume or args.output))
+    print(done_line(state, run))
     return EXIT_OK
+
+
+#: ``train`` flags that override a config setting of the same name.
+_TRAIN_OVERRIDES = (
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "lr",
+    "fold",
+    "extra_fraction",
+    "seed",
+    "device",
+    "workers",
+)
+
+
+def done_line(state: Any, run: Path) -> str:
+    """The last line of ``gliomaseg train``: epochs, the kept checkpoint, the run folder."""
+    if state.best_epoch < 0:
+        return (
+            f"done: {state.epoch} epoch(s), no validation (fold -1 or no labelled validation "
+            f"case): the last epoch is kept (checkpoints/last.pt, also best.pt); run folder {run}"
+        )
+    return (
+        f"done: {state.epoch} epoch(s), best validation Dice {state.best_metric:.4f} at epoch "
+        f"{state.best_epoch} (checkpoints/best.pt); run folder {run}"
+    )
 
 
 # --------------------------------------------------------------------------- segment

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``gliomaseg demo`` flags to a (sub)parser."""
-    parser.add_argument("-o", "--output", type=Path, default=Path("demo_output"))
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path("demo_output"), help="output folder"
+    )
     parser.add_argument(
         "--case",
         type=Path,
@@ -42,7 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bundled model name or checkpoint (default: lgg for LGG TIFF folders, else brats)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated case")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -741,10 +741,13 @@ def run(args: argparse.Namespace) -> int:
 def _print_summary(result: EvaluationResult) -> None:
     s = result.summary
     print(f"{s['n_cases']} case(s) evaluated -> {result.out_dir}")
-    for region, metrics in s["metrics"].items():
+    for key, metrics in s["metrics"].items():
+        name = display_name(key)
+        if name is None:
+            continue
         d, h = metrics["dice"], metrics["hd95_mm"]
         dice_text = f"Dice {_fmt(d['mean'])} ± {_fmt(d['std'])}"
-        print(f"  {region:>8}  {dice_text}   HD95 {_fmt(h['median'])} mm (median)")
+        print(f"  {name:>8}  {dice_text}   HD95 {_fmt(h['median'])} mm (median)")
     for key, label in (
         ("missing_predictions", "no prediction"),
         ("missing_references", "no ground truth"),
@@ -752,6 +755,20 @@ def _print_summary(result: EvaluationResult) -> None:
     ):
         if s[key]:
             print(f"  {label}: {_preview(s[key])}")
+
+
+def display_name(key: str) -> str | None:
+    """The name a person reads for a result key: ``label1`` -> ``NCR/NET``, ``WT`` -> ``WT``.
+
+    None for a single label that is also a region (``label3`` is ET, already printed).
+    """
+    from gliomaseg.labels import INTERNAL_NAMES, REGIONS
+    from gliomaseg.metrics import label_key
+
+    for code, name in INTERNAL_NAMES.items():
+        if key == label_key(code):
+            return None if (code,) in REGIONS.values() else name
+    return key
 
 
 def _fmt(value: float | None) -> str:

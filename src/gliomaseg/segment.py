@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,11 @@ def bundled_modalities() -> dict[str, tuple[str, ...]]:
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A checkpoint path, or a bundled model name resolved inside the package."""
+    """A checkpoint path, a training run folder (:func:`run_checkpoint`), or a bundled
+    model name resolved inside the package."""
     path = Path(model)
+    if path.is_dir():
+        return run_checkpoint(path)
     if path.suffix == ".pt" or path.exists():
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such model checkpoint")
@@ -194,6 +198,38 @@ def resolve_model(model: str | Path) -> Path:
             "from 'gliomaseg train' (RUN_DIR/checkpoints/best.pt)"
         )
     return bundled
+
+
+def run_checkpoint(folder: Path) -> Path:
+    """The checkpoint a training run folder stands for, logging which.
+
+    A ``--cv`` run's ``model.pt`` (its fold ensemble), else the run's
+    ``checkpoints/best.pt`` (the best validation epoch; the last epoch without validation),
+    else ``checkpoints/last.pt``; ``RUN/checkpoints`` itself works too.
+
+    Raises:
+        InputError: a folder without any of them (one line saying what to pass).
+    """
+    candidates = (
+        (folder / "model.pt", "the fold ensemble of this --cv run"),
+        (folder / "checkpoints" / "best.pt", "the run's best validation epoch"),
+        (folder / "checkpoints" / "last.pt", "the run's last epoch (no best.pt yet)"),
+        (folder / "best.pt", "the run's best validation epoch"),
+        (folder / "last.pt", "the run's last epoch (no best.pt yet)"),
+    )
+    for path, what in candidates:
+        if path.is_file():
+            log.info("--model %s is a training run folder: using %s, %s", folder, path, what)
+            return path
+    if any(folder.glob("fold*/checkpoints/last.pt")):
+        raise InputError(
+            f"{folder}: a --cv run without its ensemble yet (no model.pt); rerun its 'gliomaseg "
+            f"train --cv' command to finish it, or pass one fold, e.g. {folder / 'fold0'}"
+        )
+    raise InputError(
+        f"{folder}: a folder without a model (no model.pt or checkpoints/best.pt); pass a "
+        "checkpoint .pt, a training run folder or a bundled model name (gliomaseg models)"
+    )
 
 
 def predict_case(
@@ -332,20 +368,34 @@ def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None
     return [*paths, out_dir / f"{ref.case_id}_seg.nii.gz", out_dir / f"{ref.case_id}_summary.json"]
 
 
+#: The stages of one case that ``segment_case`` reports to its ``stage`` callback.
+STAGES = ("read", "infer", "postprocess", "write")
+
+
 def segment_case(
-    ref: CaseRef, out: OutputFolder, seg: Segmenter, config: SegmentConfig
+    ref: CaseRef,
+    out: OutputFolder,
+    seg: Segmenter,
+    config: SegmentConfig,
+    *,
+    stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Segment one case and write its outputs; returns the summary.
 
     Every output is checked (never replaces a file gliomaseg did not write), entered in the
-    folder's manifest, then written atomically; the summary is written last.
+    folder's manifest, then written atomically; the summary is written last. ``stage`` is
+    called with each name of :data:`STAGES` as that stage starts (a progress display).
     """
     start = time.perf_counter()
+    say = stage or (lambda name: None)
     paths = outputs_for(ref, out.root, config)
     out.check_writable(*paths)
+    say("read")
     case = read_case(ref, with_label=False)
     check_model_fits(case, seg, ref)
+    say("infer")
     label, probs = predict_case(case, seg, config)
+    say("postprocess")
     label, record = postprocess(
         label, voxel_ml=case.voxel_volume_ml, config=postprocess_config(seg, config)
     )
@@ -359,6 +409,7 @@ def segment_case(
         scheme = get_scheme(
             "lgg" if seg.target.channels == 1 and case.layout == "lgg-tiff" else "brats2020"
         )
+    say("write")
     out.record(*paths)
     if ref.layout == "lgg-tiff":
         _write_lgg_slices(case, label, out.root / ref.case_id)
@@ -440,20 +491,65 @@ def segment_inputs(
         if model is None:
             log.info("using the bundled %s model for %s", name, _INPUT_KINDS.get(str(name), name))
         models[name] = Segmenter.load(name, device=config.device)
-    for ref in _track(todo, progress):
-        try:
-            segment_case(ref, out, models[chosen[ref.case_id]], config)
-            result.done.append(ref.case_id)
-        except Exception as err:  # the per-case boundary: one bad case never stops a batch
-            log.debug("%s failed", ref.path, exc_info=True)
-            result.failures.append((str(ref.path), failure_message(err)))
+    with StageProgress(len(todo), enabled=progress) as bar:
+        for ref in todo:
+            bar.start_case(ref.case_id)
+            try:
+                segment_case(ref, out, models[chosen[ref.case_id]], config, stage=bar.stage)
+                result.done.append(ref.case_id)
+            except Exception as err:  # the per-case boundary: one bad case never stops a batch
+                log.debug("%s failed", ref.path, exc_info=True)
+                result.failures.append((str(ref.path), failure_message(err)))
+            bar.end_case()
     return result
 
 
-def _track(items: list[CaseRef], enabled: bool) -> Any:
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
+class StageProgress:
+    """A rich bar on stderr that moves at every stage of every case (:data:`STAGES`).
 
-    return track(items, description="segment", console=Console(stderr=True))
+    A single case no longer sits at 0% for the whole inference: the bar shows the case, the
+    stage it is in (``BraTS_001: infer``), the stages done of all and the time elapsed.
+    """
+
+    def __init__(self, n_cases: int, *, enabled: bool) -> None:
+        self.enabled, self.n_cases, self.index = enabled, n_cases, -1
+        self.case_id = ""
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("segment"),
+            BarColumn(),
+            TextColumn("{task.fields[where]}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task("segment", total=n_cases * len(STAGES), where="")
+
+    def __enter__(self) -> StageProgress:
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def start_case(self, case_id: str) -> None:
+        self.index += 1
+        self.case_id = case_id
+
+    def stage(self, name: str) -> None:
+        """Stage ``name`` of the current case begins: the stages before it are done."""
+        if self.enabled:
+            done = self.index * len(STAGES) + STAGES.index(name)
+            case = f"case {self.index + 1}/{self.n_cases} " if self.n_cases > 1 else ""
+            where = f"{case}{self.case_id}: {name}"
+            self.progress.update(self.task, completed=done, where=where)
+
+    def end_case(self) -> None:
+        if self.enabled:
+            done = (self.index + 1) * len(STAGES)
+            self.progress.update(self.task, completed=done, where=f"{self.case_id}: done")

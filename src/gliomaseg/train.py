@@ -1,11 +1,13 @@
 """Training loop: presets, patient-level validation, atomic checkpoints, exact resume, DDP.
 
 A run folder holds ``config.json``, ``metrics.csv``, ``curves.png`` and
-``checkpoints/{last,best}.pt``. ``last.pt`` is rewritten atomically at the end of every epoch
-(and every ``save_every_steps`` steps) with the model, optimizer, scheduler, torch RNG state
-and the position in the epoch; batches are a pure function of ``(seed, epoch)`` (see
-:class:`gliomaseg.data.EpochSampler`), so ``--resume`` continues with exactly the batch an
-uninterrupted run would have seen next.
+``checkpoints/{last,best}.pt``. ``last.pt`` is rewritten atomically at the end of every epoch,
+every ``checkpoint_minutes`` minutes inside an epoch (and every ``save_every_steps`` steps)
+with the model, optimizer, scheduler, torch RNG state and the position in the epoch; batches
+are a pure function of ``(seed, epoch)`` (see :class:`gliomaseg.data.EpochSampler`), so
+``--resume`` continues with exactly the batch an uninterrupted run would have seen next.
+A resume may extend the run (``epochs``, re-planning the learning-rate schedule) or move it
+to another device; every other setting is the run's own (:func:`resume_changes`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,12 @@ from gliomaseg.io.atomic import remove_orphans, write_json_atomic
 from gliomaseg.prepare import cache_axes, load_index, open_case
 from gliomaseg.resize import check_scale
 from gliomaseg.runs import (
+    CheckpointClock,
     RunState,
     TrainingProgress,
     append_metrics,
     dist_info,
+    format_duration,
     plot_curves,
     resolve_device,
     use_bf16,
@@ -51,6 +56,25 @@ from gliomaseg.targets import TargetSpec
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+#: The preset ``gliomaseg train`` uses when none is named, by kind of data (:func:`data_kind`)
+#: and device: on a CPU, presets sized so that an epoch takes minutes, not hours.
+DEFAULT_PRESETS: dict[tuple[str, str], str] = {
+    ("brats", "cpu"): "brats-cpu",
+    ("lgg", "cpu"): "lgg-cpu-128",
+    ("brats", "cuda"): "brats-regions",
+    ("lgg", "cuda"): "residual-unet-lgg-dice-bce",
+}
+
+#: On a CPU, a projected epoch longer than this many minutes gets a one-line warning that
+#: names the CPU preset (measured on the run's first steps).
+SLOW_EPOCH_MINUTES = 15.0
+
+#: Default interval of the time-based checkpoints (minutes).
+CHECKPOINT_MINUTES = 5.0
+
+#: Settings a resume may change (:func:`resume_changes`); every other one is the run's own.
+RESUME_CHANGES = ("epochs", "device", "workers")
 
 
 @dataclass(frozen=True)
@@ -202,6 +226,40 @@ def load_config(path_or_preset: str | Path, **overrides: Any) -> TrainConfig:
     return TrainConfig.from_dict(data)
 
 
+def data_kind(data: str | Path) -> str:
+    """``lgg`` for LGG data (pre-contrast, FLAIR, post-contrast; no T2), else ``brats``.
+
+    A prepared cache is recognised by its modalities, a raw folder by its layout.
+    """
+    data = Path(data)
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: no such file or folder; check the path")
+    if (data / "index.json").exists():
+        return "brats" if "t2" in load_index(data)["modalities"] else "lgg"
+    from gliomaseg.io.layouts import discover
+
+    refs, _ = discover(data)
+    return "lgg" if refs and all(r.layout == "lgg-tiff" for r in refs) else "brats"
+
+
+def choose_preset(data: str | Path, device: str = "auto") -> tuple[str, str]:
+    """The preset that fits ``data`` and the machine (:data:`DEFAULT_PRESETS`).
+
+    Returns:
+        (preset name, one line saying what was chosen and why).
+    """
+    kind, dev = data_kind(data), resolve_device(device).type
+    name = DEFAULT_PRESETS[(kind, dev)]
+    config = load_config(name)
+    where = f"cpu, {torch.get_num_threads()} threads" if dev == "cpu" else dev
+    size = "x".join(str(n) for n in config.patch_size)
+    return name, (
+        f"no --preset given: {name} for {'LGG' if kind == 'lgg' else 'four-modality BraTS'} "
+        f"data on {where} ({config.epochs} epochs x {config.steps_per_epoch} steps x "
+        f"{config.batch_size} samples of {size}; --list-presets shows the others)"
+    )
+
+
 # --------------------------------------------------------------------------- run state
 
 
@@ -241,6 +299,122 @@ def _split(cache: Path, config: TrainConfig) -> tuple[list[str], list[str]]:
     train = [c["case_id"] for c in labelled if c["patient"] not in val_patients]
     val = [c["case_id"] for c in labelled if c["patient"] in val_patients]
     return train, val
+
+
+def resume_point(run_dir: Path) -> tuple[dict[str, Any] | None, TrainConfig, str]:
+    """Where ``--resume run_dir`` starts: (last checkpoint or None, config, data).
+
+    A run killed before its first checkpoint still has its ``config.json``: it starts again
+    from there (training is deterministic, so nothing but time is lost).
+
+    Raises:
+        FileNotFoundError: no such folder, or no run in it (one line with the fix).
+    """
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.exists():
+        ckpt = load_checkpoint(last)
+        return ckpt, TrainConfig.from_dict(ckpt["train_config"]), ckpt["data"]
+    saved_file = run_dir / "config.json"
+    if not saved_file.exists():
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run folder; check the path")
+        raise FileNotFoundError(
+            f"{run_dir}: no training run here (no checkpoints/last.pt, no config.json); start "
+            f"one with 'gliomaseg train --data DATA -o {run_dir}'"
+        )
+    try:
+        saved = json.loads(saved_file.read_text())
+        data = str(saved.pop("data"))
+    except (ValueError, KeyError, AttributeError):
+        raise InputError(
+            f"{saved_file}: not a training run's config.json (no 'data'); start a new run"
+        ) from None
+    saved.pop("cache", None)
+    log.info(
+        "%s: no checkpoint yet (the run stopped before its first one); starting it again "
+        "from its config.json",
+        run_dir,
+    )
+    return None, TrainConfig.from_dict(saved), data
+
+
+def resume_changes(
+    config: TrainConfig, state: RunState, changes: Mapping[str, Any], *, run_dir: Path
+) -> tuple[TrainConfig, list[str]]:
+    """Apply the settings a resume may change (:data:`RESUME_CHANGES`), refusing the others.
+
+    ``epochs`` extends (or shortens) the run: the learning-rate schedule is re-planned over
+    the new length when the run resumes. ``device`` and ``workers`` only say where and how
+    it runs. A setting given with the run's own value is no change.
+
+    Returns:
+        (the config to continue with, one line per change for the log).
+
+    Raises:
+        InputError: a setting that cannot change on resume, or ``epochs`` below the epochs
+            already trained or past an early stop; one line with the fix.
+    """
+    given = {k: v for k, v in changes.items() if v is not None}
+    fixed = [k for k, v in given.items() if k not in RESUME_CHANGES and getattr(config, k) != v]
+    if fixed:
+        flags = ", ".join(
+            f"--{k.replace('_', '-')} (the run has {getattr(config, k)!r})" for k in fixed
+        )
+        raise InputError(
+            f"{run_dir}: --resume continues the run as it was configured, so {flags} cannot "
+            f"change; resume without it (only --epochs, --device and --workers may change), "
+            f"or start a new run with -o NEW_RUN_DIR"
+        )
+    notes = []
+    epochs = given.get("epochs", config.epochs)
+    if epochs != config.epochs:
+        if epochs < state.epoch or (epochs == state.epoch and state.step):
+            raise InputError(
+                f"{run_dir}: --epochs {epochs} is fewer than the {state.epoch} epoch(s) the run "
+                "has trained; give a larger number to extend it"
+            )
+        if state.stopped_early:
+            raise InputError(
+                f"{run_dir}: the run stopped early at epoch {state.epoch} (no better validation "
+                "Dice); --epochs cannot extend it: start a new run with -o NEW_RUN_DIR"
+            )
+        verb = "extending" if epochs > config.epochs else "shortening"
+        notes.append(f"{verb} the run from {config.epochs} to {epochs} epochs")
+    device = given.get("device", config.device)
+    if device != config.device:
+        notes.append(
+            f"continuing on --device {device} (the run was started with {config.device}); "
+            "its numbers may differ in the last bits from an uninterrupted run"
+        )
+    workers = given.get("workers", config.workers)
+    if workers != config.workers:
+        notes.append(f"loading data with {workers} worker(s) (the run used {config.workers})")
+    return replace(config, epochs=epochs, device=device, workers=workers), notes
+
+
+def replan_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, config: TrainConfig) -> str:
+    """Fit a resumed run's learning-rate schedule to a new ``config.epochs``; says how.
+
+    A cosine schedule is re-planned from the base learning rate over the new length and the
+    learning rate set to its value at the epochs already done (a finished run's learning
+    rate, near zero, rises again); a plateau schedule follows the validation Dice and goes
+    on unchanged; without a schedule the learning rate stays.
+    """
+    old = optimizer.param_groups[0]["lr"]
+    if config.scheduler == "cosine" and scheduler is not None:
+        scheduler.T_max = config.epochs
+        done = scheduler.last_epoch
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            eta = scheduler.eta_min
+            group["lr"] = eta + (base - eta) * (1 + math.cos(math.pi * done / config.epochs)) / 2
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        return (
+            f"the cosine learning-rate schedule is re-planned over {config.epochs} epochs: "
+            f"lr {optimizer.param_groups[0]['lr']:.2e} at epoch {done} (was {old:.2e})"
+        )
+    if config.scheduler == "plateau":
+        return f"the plateau schedule goes on as before (lr {old:.2e}; it follows validation)"
+    return f"the learning rate stays {old:.2e} (no schedule)"
 
 
 def _channels(cache: Path, config: TrainConfig) -> tuple[list[int], tuple[str, ...]]:
@@ -381,22 +555,45 @@ def train(
     run_dir: str | Path,
     *,
     resume: bool = False,
+    changes: Mapping[str, Any] | None = None,
     progress: bool = True,
+    checkpoint_minutes: float = CHECKPOINT_MINUTES,
+    log_every: float = 30.0,
 ) -> RunState:
     """Train (or resume) a run; returns the final run state.
 
+    Args:
+        config: The settings; None when resuming (the run's own are used).
+        data: Dataset folder or prepared cache; None when resuming.
+        run_dir: The run folder.
+        resume: Continue the run in ``run_dir`` exactly where its last checkpoint stopped
+            (from the start when it was killed before its first checkpoint).
+        changes: On resume, settings given again (e.g. the command line's); those in
+            :data:`RESUME_CHANGES` apply and are logged, any other that differs from the
+            run's is refused (:func:`resume_changes`).
+        progress: A progress bar on a terminal, progress lines every ``log_every`` seconds
+            elsewhere (epoch lines are logged either way).
+        checkpoint_minutes: Also checkpoint inside an epoch when this many minutes passed
+            since the last checkpoint (0: epoch ends and ``save_every_steps`` only).
+        log_every: Seconds between progress lines when stderr is not a terminal.
+
     Raises:
         ValueError: bad config, missing modalities, a corrupt checkpoint, an existing run
-            folder without ``resume``.
+            folder without ``resume``, a change a resume cannot make.
     """
     run_dir = Path(run_dir)
     rank, world = dist_info()
+    clock = CheckpointClock(checkpoint_minutes)
+    ckpt: dict[str, Any] | None = None
+    notes: list[str] = []
+    old_epochs = 0
     if resume:
         remove_orphans(run_dir / "checkpoints")  # half-written checkpoints of a killed run
         remove_orphans(run_dir)
-        ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-        config = TrainConfig.from_dict(ckpt["train_config"])
-        data = ckpt["data"]
+        ckpt, config, data = resume_point(run_dir)
+        old_epochs = config.epochs
+        done = RunState(**ckpt["state"]) if ckpt is not None else RunState()
+        config, notes = resume_changes(config, done, changes or {}, run_dir=run_dir)
     elif (run_dir / "checkpoints" / "last.pt").exists():
         raise ValueError(f"{run_dir}: holds a run already; pass --resume {run_dir} or another -o")
     if config is None or data is None:
@@ -407,10 +604,18 @@ def train(
         _init_distributed(device)
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    for note in notes:
+        log.info("%s", note)
     log.info(
-        "training on %s with %s",
-        device,
+        "training on %s with %s: %d epochs x %d steps x batch %d; %s",
+        f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else device,
         "bf16 autocast" if use_bf16(device, config.amp) else "float32",
+        config.epochs,
+        config.steps_per_epoch,
+        config.batch_size,
+        f"a checkpoint every {checkpoint_minutes:g} min and at epoch ends"
+        if checkpoint_minutes
+        else "a checkpoint at epoch ends",
     )
     for source in (data, config.extra_data):  # before anything is written
         if source is not None and not Path(source).exists():
@@ -451,14 +656,16 @@ def train(
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config)
     state = RunState()
-    if resume:
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
         state = RunState(**ckpt["state"])
         torch.set_rng_state(ckpt["torch_rng"])
-    elif rank == 0:
+        if config.epochs != old_epochs:
+            log.info("%s", replan_schedule(scheduler, optimizer, config))
+    if rank == 0 and (ckpt is None or config.epochs != old_epochs):
         write_json_atomic(
             run_dir / "config.json", {**config.to_dict(), "data": str(data), "cache": str(cache)}
         )
@@ -487,23 +694,27 @@ def train(
         enabled=progress and rank == 0,
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
+        steps_per_epoch=config.steps_per_epoch,
+        log_every=log_every,
     )
+    pace = _PaceCheck(config, device, enabled=rank == 0)
     try:
         while state.epoch < config.epochs and not state.stopped_early:
             sampler.set_epoch(state.epoch, skip=state.step * config.batch_size)
-            epoch_start, losses = time.perf_counter(), []
+            epoch_start = time.perf_counter()
             net.train()
             for batch in loader:
                 loss = _step(net, loss_fn, optimizer, batch, device=device, config=config)
-                losses.append(loss)
+                state.epoch_loss_sum += loss
                 state.step += 1
                 state.global_step += 1
                 bar.advance(loss)
+                pace.after_step()
+                every = config.save_every_steps
                 if (
-                    config.save_every_steps
-                    and state.step % config.save_every_steps == 0
+                    rank == 0
                     and state.step < config.steps_per_epoch
-                    and rank == 0
+                    and ((every and state.step % every == 0) or clock.due())
                 ):
                     _save(
                         run_dir / "checkpoints" / "last.pt",
@@ -513,6 +724,7 @@ def train(
                         state,
                         meta,
                     )
+                    clock.reset()
             if world > 1:
                 _sync_buffers(model)
             metrics = (
@@ -528,12 +740,13 @@ def train(
                 if val_ids
                 else {}
             )
+            train_loss = state.epoch_loss_sum / state.step if state.step else float("nan")
             _end_epoch(state, scheduler, metrics, config)
             lr = optimizer.param_groups[0]["lr"]
             row = {
                 "epoch": state.epoch,
                 "global_step": state.global_step,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                "train_loss": train_loss,
                 "lr": lr,
                 "seconds": round(time.perf_counter() - epoch_start, 2),
                 **metrics,
@@ -542,6 +755,7 @@ def train(
             if rank == 0:
                 append_metrics(run_dir / "metrics.csv", row)
                 _save(run_dir / "checkpoints" / "last.pt", model, optimizer, scheduler, state, meta)
+                clock.reset()
                 if state.best_epoch == state.epoch:
                     _save(
                         run_dir / "checkpoints" / "best.pt",
@@ -557,8 +771,8 @@ def train(
         if world > 1:
             _write_rank_digest(run_dir, model, rank)
             torch.distributed.destroy_process_group()
-    if rank == 0 and not val_ids:
-        # Without validation the last weights are the best we have.
+    if rank == 0 and state.best_epoch < 0 and (run_dir / "checkpoints" / "last.pt").exists():
+        # Without validation (or no validation Dice) the last weights are the best we have.
         from gliomaseg.io.atomic import atomic_path
 
         with atomic_path(run_dir / "checkpoints" / "best.pt") as tmp:
@@ -694,6 +908,7 @@ def _end_epoch(
 ) -> None:
     state.epoch += 1
     state.step = 0
+    state.epoch_loss_sum = 0.0
     score = metrics.get("dice_mean", float("nan"))
     if math.isnan(score):
         if scheduler is not None and config.scheduler == "cosine":
@@ -708,6 +923,52 @@ def _end_epoch(
     if config.early_stopping and state.bad_epochs >= config.early_stopping:
         state.stopped_early = True
         log.info("early stopping: no better validation Dice for %d epochs", state.bad_epochs)
+
+
+class _PaceCheck:
+    """Warns once when, on a CPU, the first steps project an epoch over SLOW_EPOCH_MINUTES.
+
+    The first step is left out of the measurement (it pays for warm-up); the next five are
+    timed.
+    """
+
+    STEPS = 5
+
+    def __init__(self, config: TrainConfig, device: torch.device, *, enabled: bool) -> None:
+        self.config, self.enabled = config, enabled and device.type == "cpu"
+        self.steps, self.start = 0, 0.0
+
+    def after_step(self) -> None:
+        if not self.enabled:
+            return
+        self.steps += 1
+        if self.steps == 1:
+            self.start = time.perf_counter()
+        elif self.steps == 1 + self.STEPS:
+            self.enabled = False
+            per_step = (time.perf_counter() - self.start) / self.STEPS
+            message = slow_epoch_warning(self.config, per_step)
+            if message:
+                log.warning("%s", message)
+
+
+def slow_epoch_warning(config: TrainConfig, seconds_per_step: float) -> str | None:
+    """One line when an epoch at ``seconds_per_step`` takes over SLOW_EPOCH_MINUTES on a CPU."""
+    epoch_s = seconds_per_step * config.steps_per_epoch
+    if epoch_s < 60 * SLOW_EPOCH_MINUTES:
+        return None
+    kind = "lgg" if config.target_spec.channels == 1 else "brats"
+    cpu_preset = DEFAULT_PRESETS[(kind, "cpu")]
+    fix = (
+        f"--preset {cpu_preset} is sized for a CPU, or lower --steps-per-epoch/--batch-size"
+        if config.name != cpu_preset
+        else "lower --steps-per-epoch or --batch-size, or train on a GPU"
+    )
+    return (
+        f"an epoch of {config.name} ({config.steps_per_epoch} steps at "
+        f"{seconds_per_step:.1f} s/step) will take about {format_duration(epoch_s)} on this "
+        f"CPU, the run about {format_duration(epoch_s * config.epochs)}; {fix}"
+    )
 
 
 def _save(

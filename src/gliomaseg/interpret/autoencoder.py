@@ -545,6 +545,7 @@ def train_autoencoder(
         enabled=progress,
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
+        steps_per_epoch=config.steps_per_epoch,
     )
     try:
         loop.run(state, train_idx, val_idx, run_dir=run, meta=meta, bar=bar)
@@ -893,18 +894,31 @@ def add_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue a run exactly")
     p.add_argument("--latent", type=int, default=64, help="latent size (64 default; 128)")
     p.add_argument("--size", type=int, default=64, help="mask grid side: 64 (default) or 128")
-    p.add_argument("--epochs", type=int, help="epochs (on --resume: the new total)")
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    d = AutoencoderConfig()
+    p.add_argument(
+        "--epochs", type=int, help=f"epochs (on --resume: the new total; default: {d.epochs})"
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, help=f"steps per epoch (default: {d.steps_per_epoch})"
+    )
+    p.add_argument("--batch-size", type=int, help=f"masks per step (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {d.lr:g})")
+    p.add_argument("--seed", type=int, help=f"seeds split, batches, weights (default: {d.seed})")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help=f"auto: CUDA when present (default: {d.device})",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = sub.add_parser("embed", help="latent vectors, PCA plot and correlations of masks")
     p.add_argument("--run", type=Path, required=True, metavar="RUN", help="trained run folder")
-    p.add_argument("--masks", type=Path, required=True, metavar="DIR|CACHE")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--masks", type=Path, required=True, metavar="DIR|CACHE", help="prepared cache or cases"
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="output folder"
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to encode")
     parser.set_defaults(func=run)
     return parser
 
