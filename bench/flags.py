@@ -51,6 +51,8 @@ SLICE_ERROR_DICE = 0.7
 CASE_ERROR_DICE = 0.8
 #: The rule the flags replace: every slice whose maximum tumour probability reaches this.
 OLD_THRESHOLD = 0.9
+#: Probability floors compared with the shipped one (:data:`gliomaseg.uncertainty.P_FLOOR`).
+FLOORS = (0.0, 0.01, 0.05)
 #: Edge weights compared (with the max and the mean of the other signals).
 EDGE_WEIGHTS = (0.0, 0.1, 0.25)
 #: Thresholds tried for the flag rule.
@@ -70,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path.home() / ".cache" / "gliomaseg-flags",
         help="per-patient results kept here for resuming (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="evaluate only the patients already kept in --work (no prediction)",
     )
     parser.add_argument("--note", default="", help="free text stored in the JSON")
     return parser.parse_args(argv)
@@ -119,6 +126,10 @@ def patient_record(
         tumour_p, mask, pixel_mm2=pixel_mm2, disagreement=observer, input_scale=scale
     )
     extra = time.perf_counter() - extra
+    for floor in FLOORS:  # what the probability floor costs or buys
+        parts[f"boundary_floor{floor:g}"] = components(
+            tumour_p, mask, pixel_mm2=pixel_mm2, floor=floor
+        )["boundary"]
     per_slice = slice_metrics(mask, truth)
     return {
         "case_id": case_id,
@@ -148,7 +159,12 @@ def _key(run: Path, checkpoint: Path, *, tta: bool) -> str:
 
 
 def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[int]]:
-    """Records of every held-out patient of every run (read from ``--work`` when kept)."""
+    """Records of the held-out patients of every run (read from ``--work`` when kept).
+
+    Patients are visited round-robin over the runs (the first of each fold, then the
+    second...), so a run stopped early leaves every fold about equally covered, and
+    ``--cached-only`` evaluates what is kept without predicting.
+    """
     from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.io.atomic import write_json_atomic
     from gliomaseg.prepare import load_index
@@ -156,31 +172,48 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
     accuracy = _accuracy()
     index = load_index(args.cache)
     labelled = {c["patient"]: c["case_id"] for c in index["cases"] if c["labelled"]}
-    records, folds = [], []
+    plans, folds = [], []
     for run in args.runs:
         path = run / "checkpoints" / args.checkpoint
         payload = load_checkpoint(path)
         fold = int(payload["train_config"]["fold"])
         folds.append(fold)
-        net = None
         keep = args.work / f"{run.name}-{_key(run, path, tta=not args.no_tta)}"
-        patients = sorted(index["folds"][fold]["val"])[: args.max_cases]
-        print(f"{run} (fold {fold}): {len(patients)} patients", file=sys.stderr)
-        for patient in patients:
-            case_id = labelled.get(patient)
-            if case_id is None:
+        patients = [p for p in sorted(index["folds"][fold]["val"]) if p in labelled]
+        plans.append(
+            {
+                "payload": payload,
+                "fold": fold,
+                "keep": keep,
+                "net": None,
+                "cases": [labelled[p] for p in patients[: args.max_cases]],
+            }
+        )
+        print(f"{run} (fold {fold}): {len(plans[-1]['cases'])} patients", file=sys.stderr)
+    records = []
+    for i in range(max((len(plan["cases"]) for plan in plans), default=0)):
+        for plan in plans:
+            if i >= len(plan["cases"]):
                 continue
-            saved = keep / f"{case_id}.json"
+            case_id = plan["cases"][i]
+            saved = plan["keep"] / f"{case_id}.json"
             if saved.exists():
                 record = json.loads(saved.read_text())
+            elif args.cached_only:
+                continue
             else:
-                if net is None:
-                    net = accuracy.members(payload)[0]
-                record = patient_record(net, payload, args.cache, case_id, tta=not args.no_tta)
-                keep.mkdir(parents=True, exist_ok=True)
+                if plan["net"] is None:
+                    plan["net"] = accuracy.members(plan["payload"])[0]
+                record = patient_record(
+                    plan["net"], plan["payload"], args.cache, case_id, tta=not args.no_tta
+                )
+                plan["keep"].mkdir(parents=True, exist_ok=True)
                 write_json_atomic(saved, record)
-            print(f"  {case_id}: WT Dice {record['case_wt_dice']}", file=sys.stderr)
-            records.append({**record, "fold": fold})
+            print(
+                f"  fold {plan['fold']} {case_id}: WT Dice {record['case_wt_dice']}",
+                file=sys.stderr,
+            )
+            records.append({**record, "fold": plan["fold"]})
     return records, folds
 
 
@@ -246,9 +279,10 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
     from gliomaseg.uncertainty import DEFAULT_THRESHOLD, MAX_FLAGS, slice_scores
 
     scores = [slice_scores(_parts(r))[0] for r in records]
-    tumour = np.concatenate(
-        [(np.asarray(r["pred_pixels"]) > 0) | (np.asarray(r["ref_pixels"]) > 0) for r in records]
-    )
+    tumour_by_case = [
+        (np.asarray(r["pred_pixels"]) > 0) | (np.asarray(r["ref_pixels"]) > 0) for r in records
+    ]
+    tumour = np.concatenate(tumour_by_case)
     dice = np.concatenate([np.asarray(r["dice"]) for r in records])[tumour]
     error = dice < SLICE_ERROR_DICE
     candidates = {"score": np.concatenate(scores)[tumour]}
@@ -260,10 +294,21 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
         candidates[name] = np.concatenate(
             [np.asarray(r["components"].get(name, [0.0] * len(r["dice"]))) for r in records]
         )[tumour]
+    empty_high = {
+        name: int(
+            sum(
+                int(((np.asarray(r["components"][name]) >= DEFAULT_THRESHOLD) & ~t).sum())
+                for r, t in zip(records, tumour_by_case, strict=True)
+            )
+        )
+        for name in sorted({k for r in records for k in r["components"] if "boundary" in k})
+    }
     slice_level = {
+        "slices": int(tumour.size),
         "tumour_slices": int(tumour.sum()),
         "error_slices": int(error.sum()),
         "auroc_dice_below_0.7": {k: round(auroc(v, error), 4) for k, v in candidates.items()},
+        "empty_slices_at_or_above_threshold": empty_high,
     }
     grid = [flag_table(records, scores, threshold=t, max_flags=MAX_FLAGS) for t in THRESHOLDS]
     peak = [np.asarray(r["max_probability"]) for r in records]
@@ -296,7 +341,9 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _parts(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in record["components"].items()}
+    return {
+        k: np.asarray(v) for k, v in record["components"].items() if not k.startswith("boundary_")
+    }
 
 
 def _nested(records: list[dict[str, Any]], scores: list[np.ndarray]) -> dict[str, Any]:
@@ -363,7 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             "checkpoint": args.checkpoint,
             "tta": not args.no_tta,
             "max_cases": args.max_cases,
-            "components_available": sorted({k for r in records for k in r["components"]}),
+            "cached_only": args.cached_only,
+            "patients_per_fold": {
+                str(f): sum(1 for r in records if r["fold"] == f) for f in sorted(set(folds))
+            },
+            "components_available": sorted(
+                {k for r in records for k in r["components"] if not k.startswith("boundary_")}
+            ),
             "variants_per_slice": variants,
             "slice_error": f"WT Dice < {SLICE_ERROR_DICE}",
             "case_error": f"WT Dice < {CASE_ERROR_DICE}",

@@ -34,8 +34,8 @@ def _disc(shape: tuple[int, int], radius: float) -> np.ndarray:
 
 
 def _volume(z: int = 8, shape: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, np.ndarray]:
-    """Confident background everywhere; slices 2-5 hold a confident disc (p = 0.99)."""
-    p = np.full((*shape, z), 0.001, dtype=np.float32)
+    """Confident background (p = 1e-4) everywhere; slices 2-5 hold a confident disc (0.99)."""
+    p = np.full((*shape, z), 1e-4, dtype=np.float32)
     disc = _disc(shape, 8)
     for k in range(2, 6):
         p[disc, k] = 0.99
@@ -91,7 +91,7 @@ def test_confident_empty_slices_are_not_flagged_and_confidence_is_high() -> None
     assert result["scores"][[0, 1, 6, 7]].max() < 0.01
     # an empty volume (nothing predicted, confident background): no flags at all
     empty = review(
-        np.full_like(p, 0.001),
+        np.full_like(p, 1e-4),
         np.zeros_like(m),
         pixel_mm2=1.0,
         names=[str(z) for z in range(8)],

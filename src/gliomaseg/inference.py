@@ -69,8 +69,8 @@ def predict_volume(
             ``input_scale``).
         progress: Called with the number of slices done after each batch.
         observe: Called after each batch with its first slice index, the averaged
-            probabilities (N, K, h', w') and every variant's own probabilities (one per flip,
-            and per member of an ensemble with ``members``, such as
+            probabilities (N, K, h', w') and every variant's own logits (one per flip, and
+            per member of an ensemble with ``members``, such as
             :class:`gliomaseg.bundle.MeanEnsemble`), on the network's unpadded grid
             (h', w') = the slice size times ``input_scale``; see
             :class:`gliomaseg.uncertainty.Disagreement`. The returned probabilities are the
@@ -103,9 +103,8 @@ def predict_volume(
                 p = probabilities(logits.float(), target)
             p = torch.flip(p, dims) if dims else p
             acc = p if acc is None else acc + p
-            for lo in own if observe is not None else ():
-                q = probabilities(lo.float(), target)
-                variants.append((torch.flip(q, dims) if dims else q)[..., crop_h, crop_w])
+            for lo in own:  # logits: the observer thresholds them without a sigmoid
+                variants.append((torch.flip(lo, dims) if dims else lo)[..., crop_h, crop_w])
         assert acc is not None
         probs_t = (acc / len(flips))[:, :, crop_h, crop_w]
         if observe is not None:

@@ -5,9 +5,8 @@ slice ``z`` of the canonical grid, with ``p`` the tumour probability, ``m`` the 
 mask (after decoding and postprocessing) and ``s`` = :data:`SMOOTH_MM2` in pixels:
 
 * ``boundary`` = sum |m - p| / (sum p + sum m + s), with p below :data:`P_FLOOR` taken as
-  0: the fraction of the slice's tumour that
-  would be wrong if the probabilities were calibrated, i.e. one minus the Dice the model
-  expects of itself. Only voxels with p between 0 and 1 contribute, so this is the
+  0: the fraction of the slice's tumour that would be wrong if the probabilities were
+  calibrated, i.e. one minus the Dice the model expects of itself. Only voxels with p between 0 and 1 contribute, so this is the
   probability mass near the predicted boundary (and in doubtful blobs), relative to the
   tumour's size in that slice; a slice with no tumour and p ~ 0 scores ~ 0.
 * ``disagreement`` (when there are at least two variants: the members of a fold ensemble,
@@ -19,7 +18,7 @@ mask (after decoding and postprocessing) and ``s`` = :data:`SMOOTH_MM2` in pixel
 
 The slice ``score`` is the larger of ``boundary`` and ``disagreement`` (``boundary`` alone
 without variants) plus :data:`EDGE_WEIGHT` times ``edge``, clipped to [0, 1]; the
-``reason`` is the component that contributes most. Flags are the slices whose score is at
+``reason`` is the component that contributes most (and says when the slice is a tumour end). Flags are the slices whose score is at
 least the threshold (:data:`DEFAULT_THRESHOLD`, chosen on cross-validation predictions with
 ``bench/flags.py``), highest first, at most :data:`MAX_FLAGS` of them. The case
 ``confidence`` is one minus the same ratios taken over the whole volume (the larger of the
@@ -27,6 +26,18 @@ two when both exist): 1 when every voxel is certain and all variants agree.
 
 Empty input: a case with no predicted tumour and confident background has no flags and
 confidence near 1.
+
+In ``<case>_summary.json`` (written by :mod:`gliomaseg.segment`):
+
+* ``review.flags``: ranked list, most uncertain first, of ``{"slice": name, "index": i,
+  "score": s, "reason": words}``; ``index`` is the slice's index along the input file's own
+  array axis ``review.input_axis`` (:func:`source_slice_index`: the mapping the mask is
+  written back with), ``slice`` the name used in ``slices`` (the file stem for TIFF stacks);
+* ``review.confidence`` (0-1), ``review.threshold``, ``review.max_flags``,
+  ``review.components`` (the signals available: ``disagreement`` needs an ensemble or
+  ``--tta``), ``review.variants`` (members x flips);
+* ``slices[*].uncertainty``: every slice's score; ``flagged_slices``: the flags' ``slice``
+  names in rank order; ``flag_threshold``: the same as ``review.threshold``.
 """
 
 from __future__ import annotations
@@ -47,11 +58,15 @@ if TYPE_CHECKING:
 #: smaller than a 5 x 5 mm cross-section is judged against this area, so a few doubtful
 #: voxels in an otherwise empty slice do not score like a wholly wrong tumour.
 SMOOTH_MM2 = 25.0
-#: Probabilities below this count as 0: a background of p ~ 0.001 summed over a 240 x 240
-#: slice would otherwise weigh like a doubtful tumour.
-P_FLOOR = 0.05
-#: Weight of the tumour's first and last slice in the score.
-EDGE_WEIGHT = 0.25
+#: Probabilities below this count as 0: a background of p ~ 1e-4 summed over a 240 x 240
+#: brain slice would otherwise weigh like a doubtful tumour. Kept low because a missed
+#: tumour often shows only as p ~ 0.001-0.05 (``bench/flags.py`` reports the cost).
+P_FLOOR = 0.001
+#: Weight of the tumour's first and last slice in the score. 0: on the cross-validation
+#: predictions it added nothing to ``boundary``, which already rises there
+#: (``bench/flags.py`` compares 0, 0.1 and 0.25); the end slices are still named in the
+#: flags' ``reason``.
+EDGE_WEIGHT = 0.0
 #: Score at or above which a slice is flagged (``bench/flags.py`` reports the validation).
 DEFAULT_THRESHOLD = 0.3
 #: Most slices flagged per case: a reader checks 5-15 slices, not the whole tumour.
@@ -73,6 +88,19 @@ def tumour_channel(probs: torch.Tensor, target: TargetSpec) -> torch.Tensor:
         background = [k for k, g in enumerate(target.groups) if 0 in g]
         return 1.0 - probs[:, background].sum(dim=1)
     return probs.amax(dim=1)
+
+
+def tumour_mask(logits: torch.Tensor, target: TargetSpec) -> torch.Tensor:
+    """(N, h, w) bool: tumour probability >= 0.5, from (N, K, h, w) logits.
+
+    For sigmoid outputs that is "some channel's logit >= 0", which needs no sigmoid (this
+    runs once per ensemble member and flip, so it is kept cheap).
+    """
+    if target.kind == "softmax":
+        import torch
+
+        return tumour_channel(torch.softmax(logits.float(), dim=1), target) >= 0.5
+    return logits.amax(dim=1) >= 0
 
 
 @dataclass
@@ -102,6 +130,7 @@ class Disagreement:
     area_variants: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __call__(self, start: int, mean: torch.Tensor, variants: list[torch.Tensor]) -> None:
+        """Record one batch: ``mean`` (N, K, h, w) probabilities, ``variants`` logits."""
         self.variants = len(variants)
         if len(variants) < 2:
             return
@@ -115,8 +144,8 @@ class Disagreement:
             )
         xor = np.zeros(consensus.shape[0])
         area = np.zeros(consensus.shape[0])
-        for probs in variants:
-            own = tumour_channel(probs, self.target) >= 0.5
+        for logits in variants:
+            own = tumour_mask(logits, self.target)
             xor += (own ^ consensus).sum(dim=(-2, -1)).cpu().numpy()
             area += own.sum(dim=(-2, -1)).cpu().numpy()
         self.xor[start:stop] = xor / len(variants)
@@ -124,9 +153,21 @@ class Disagreement:
         self.area_mean[start:stop] = consensus.sum(dim=(-2, -1)).cpu().numpy()
 
 
-def _floored(tumour_p: np.ndarray) -> np.ndarray:
+def _slice_sums(
+    tumour_p: np.ndarray, mask: np.ndarray, floor: float = P_FLOOR
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per slice: sum p, sum m and sum |m - p| (p below ``floor`` as 0), each (Z,) float64.
+
+    One pass over the volume: sum |m - p| = sum p + sum m - 2 sum p m for a 0/1 mask.
+    """
     p = np.asarray(tumour_p, dtype=np.float32)
-    return np.where(p < P_FLOOR, np.float32(0.0), p)
+    if floor > 0:
+        p = np.where(p < floor, np.float32(0.0), p)
+    m = np.asarray(mask, dtype=bool)
+    p_sum = p.sum(axis=(0, 1), dtype=np.float64)
+    m_sum = np.count_nonzero(m, axis=(0, 1)).astype(np.float64)
+    pm_sum = np.where(m, p, np.float32(0.0)).sum(axis=(0, 1), dtype=np.float64)
+    return p_sum, m_sum, np.maximum(p_sum + m_sum - 2.0 * pm_sum, 0.0)
 
 
 def components(
@@ -136,6 +177,8 @@ def components(
     pixel_mm2: float,
     disagreement: Disagreement | None = None,
     input_scale: float = 1.0,
+    floor: float = P_FLOOR,
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-slice uncertainty components (see the module docstring).
 
@@ -146,19 +189,18 @@ def components(
         disagreement: Variant statistics of the predicted slices (None or one variant: the
             component is left out).
         input_scale: In-plane factor of the network's grid relative to ``tumour_p``'s.
+        floor: Probabilities below it count as 0 (:data:`P_FLOOR`).
+        sums: The per-slice sums of ``tumour_p`` and ``mask`` if already computed (they
+            take one pass over the volume; :func:`review` shares them).
 
     Returns:
         ``boundary``, ``edge`` and (when measurable) ``disagreement``, each (Z,) float64 in
         [0, 1]; empty slices with confident background score 0.
     """
-    p = _floored(tumour_p)
-    m = np.asarray(mask, dtype=bool)
+    p_sum, m_sum, wrong = sums if sums is not None else _slice_sums(tumour_p, mask, floor)
     smooth = SMOOTH_MM2 / pixel_mm2
-    p_sum = p.sum(axis=(0, 1), dtype=np.float64)
-    m_sum = m.sum(axis=(0, 1)).astype(np.float64)
-    wrong = np.where(m, 1.0 - p, p).sum(axis=(0, 1), dtype=np.float64)
     out = {"boundary": wrong / (p_sum + m_sum + smooth)}
-    edge = np.zeros(p.shape[-1])
+    edge = np.zeros(p_sum.size)
     present = np.flatnonzero(m_sum > 0)
     if present.size:
         edge[[present[0], present[-1]]] = 1.0
@@ -166,7 +208,7 @@ def components(
     if disagreement is not None and disagreement.variants > 1:
         d = disagreement
         net_smooth = smooth * input_scale**2
-        values = np.zeros(p.shape[-1])
+        values = np.zeros(p_sum.size)
         z0 = d.z_start
         values[z0 : z0 + d.xor.size] = d.xor / (d.area_mean + d.area_variants + net_smooth)
         out["disagreement"] = values
@@ -205,13 +247,16 @@ def case_confidence(
     pixel_mm2: float,
     disagreement: Disagreement | None = None,
     input_scale: float = 1.0,
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> float:
-    """One minus the volume-level ``boundary`` (and ``disagreement``) ratio, in [0, 1]."""
-    p = _floored(tumour_p)
-    m = np.asarray(mask, dtype=bool)
+    """One minus the volume-level ``boundary`` (and ``disagreement``) ratio, in [0, 1].
+
+    Arguments as in :func:`components`.
+    """
+    per_slice = sums if sums is not None else _slice_sums(tumour_p, mask)
+    p_sum, m_sum, wrong = (float(a.sum()) for a in per_slice)
     smooth = SMOOTH_MM2 / pixel_mm2
-    wrong = float(np.where(m, 1.0 - p, p).sum(dtype=np.float64))
-    ratios = [wrong / (float(p.sum(dtype=np.float64)) + float(m.sum()) + smooth)]
+    ratios = [wrong / (p_sum + m_sum + smooth)]
     if disagreement is not None and disagreement.variants > 1:
         d = disagreement
         denominator = d.area_mean.sum() + d.area_variants.sum() + smooth * input_scale**2
@@ -233,6 +278,13 @@ def rank_flags(
     del reasons  # the ranking uses the score only; reasons travel with the result
     order = np.argsort(-np.asarray(score), kind="stable")
     return [int(z) for z in order[:max_flags] if score[z] >= threshold]
+
+
+def _reason(largest: str, *, edge: bool) -> str:
+    """The largest contribution in words, noting a tumour end slice as well."""
+    if edge and largest != "edge":
+        return f"{REASONS[largest]}; {REASONS['edge']}"
+    return REASONS[largest]
 
 
 def source_slice_index(case: Case) -> tuple[int, np.ndarray]:
@@ -275,17 +327,24 @@ def review(
         ``max_flags``, ``components`` (which were available) and ``input_axis``.
     """
     threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    sums = _slice_sums(tumour_p, mask)
     parts = components(
         tumour_p,
         mask,
         pixel_mm2=pixel_mm2,
         disagreement=disagreement,
         input_scale=input_scale,
+        sums=sums,
     )
     score, reasons = slice_scores(parts)
     flags = rank_flags(score, reasons, threshold=threshold, max_flags=max_flags)
     confidence = case_confidence(
-        tumour_p, mask, pixel_mm2=pixel_mm2, disagreement=disagreement, input_scale=input_scale
+        tumour_p,
+        mask,
+        pixel_mm2=pixel_mm2,
+        disagreement=disagreement,
+        input_scale=input_scale,
+        sums=sums,
     )
     variants = disagreement.variants if disagreement is not None else 1
     return {
@@ -295,7 +354,7 @@ def review(
                     "slice": names[z],
                     "index": int(input_index[z]),
                     "score": round(float(score[z]), 4),
-                    "reason": REASONS[reasons[z]],
+                    "reason": _reason(reasons[z], edge=bool(parts["edge"][z])),
                 }
                 for z in flags
             ],
