@@ -61,8 +61,13 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 15))
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="fold run folders")
-    parser.add_argument("--cache", type=Path, required=True, help="prepared cache the runs used")
+    parser.add_argument("--runs", type=Path, nargs="+", help="fold run folders")
+    parser.add_argument("--cache", type=Path, help="prepared cache the runs used")
+    parser.add_argument(
+        "--cost",
+        metavar="MODEL",
+        help="instead: time what the flags add to inference with this (bundled) model",
+    )
     parser.add_argument("--checkpoint", default="best.pt", help="file in RUN/checkpoints")
     parser.add_argument("--no-tta", action="store_true", help="no flips (no disagreement)")
     parser.add_argument("--max-cases", type=int, default=None, help="per fold (smoke tests)")
@@ -79,7 +84,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluate only the patients already kept in --work (no prediction)",
     )
     parser.add_argument("--note", default="", help="free text stored in the JSON")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.cost and (not args.runs or args.cache is None):
+        parser.error("--runs and --cache are required (or --cost MODEL)")
+    return args
 
 
 def _accuracy() -> ModuleType:
@@ -378,6 +386,63 @@ def _nested(records: list[dict[str, Any]], scores: list[np.ndarray]) -> dict[str
     return {"chosen_without_each_fold": chosen, "table": table}
 
 
+def cost(model: str, *, repeats: int = 3) -> dict[str, Any]:
+    """What the flags add to ``segment``, as fractions of the network's own time.
+
+    In one process (so background load hits both alike): one batch of 32 slices of
+    12 x 144 x 176 (a BraTS brain crop, 2.5D) through ``model`` member by member, the
+    :class:`~gliomaseg.uncertainty.Disagreement` observer on that batch, and
+    :func:`~gliomaseg.uncertainty.review` on a 240 x 240 x 155 volume; medians of
+    ``repeats``.
+    """
+    import statistics
+
+    import torch
+
+    from gliomaseg.inference import _forward, probabilities
+    from gliomaseg.segment import Segmenter
+    from gliomaseg.uncertainty import Disagreement, review
+
+    seg = Segmenter.load(model, device="cpu")
+    channels = len(seg.modalities) * (2 * seg.context + 1)
+    x = torch.randn(32, channels, 144, 176).contiguous(memory_format=torch.channels_last)
+    p = np.random.default_rng(0).random((240, 240, 155), dtype=np.float32) ** 8
+    names = [str(z) for z in range(155)]
+    net, obs, rev = [], [], []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            t = time.perf_counter()
+            logits, own = _forward(seg.model, x, split=True)
+            probs = probabilities(logits, seg.target)
+            net.append(time.perf_counter() - t)
+            observer = Disagreement(seg.target)
+            t = time.perf_counter()
+            observer(0, probs, own)
+            obs.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            review(
+                p,
+                p > 0.5,
+                pixel_mm2=1.0,
+                names=names,
+                input_index=np.arange(155),
+                input_axis=2,
+                disagreement=observer,
+            )
+            rev.append(time.perf_counter() - t)
+    n, o, r = (statistics.median(v) for v in (net, obs, rev))
+    return {
+        "model": model,
+        "members": observer.variants,
+        "network_batch_of_32_s": round(n, 3),
+        "observer_batch_of_32_s": round(o, 3),
+        "observer_over_network": round(o / n, 4),
+        "review_of_a_volume_s": round(r, 3),
+        "review_over_network_of_155_slices": round(r / (n * 155 / 32), 4),
+        "repeats": repeats,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -385,6 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     from gliomaseg.machine import machine_info
 
     torch.set_num_threads(args.threads)
+    if args.cost:
+        report = {
+            "benchmark": "flags-cost",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_info(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+            "results": cost(args.cost),
+        }
+        print(json.dumps(report, indent=1))
+        return 0
     load_before = os.getloadavg()
     start = time.perf_counter()
     with torch.inference_mode():
