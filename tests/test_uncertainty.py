@@ -45,16 +45,18 @@ def _volume(z: int = 8, shape: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, 
 def _observe(
     n_slices: int, disagree: dict[int, list[int]], shape: tuple[int, int] = (32, 32)
 ) -> Disagreement:
-    """A Disagreement fed with 3 variants; ``disagree`` maps a slice to the variants that
-    predict no tumour there (the others predict the consensus)."""
+    """A Disagreement fed with 3 variants (their logits, as ``predict_volume`` passes them);
+    ``disagree`` maps a slice to the variants that predict no tumour there (the others
+    predict the consensus)."""
     d = Disagreement(REGIONS)
     mean = torch.zeros(n_slices, 3, *shape)
     disc = torch.from_numpy(_disc(shape, 8))
     mean[2:6, 0][:, disc] = 0.99
-    variants = [mean.clone() for _ in range(3)]
+    logits = torch.where(mean > 0.5, 5.0, -5.0)
+    variants = [logits.clone() for _ in range(3)]
     for z, which in disagree.items():
         for v in which:
-            variants[v][z, 0] = 0.0
+            variants[v][z, 0] = -5.0
     d(0, mean, variants)
     return d
 

@@ -232,7 +232,9 @@ def slice_scores(
     signals = {k: parts[k] for k in ("boundary", "disagreement") if k in parts}
     stacked = np.stack(list(signals.values()))
     base = stacked.max(axis=0) if combine == "max" else stacked.mean(axis=0)
-    contributions = {k: v if combine == "max" else v / len(signals) for k, v in signals.items()}
+    contributions: dict[str, np.ndarray] = {
+        k: v if combine == "max" else v / len(signals) for k, v in signals.items()
+    }
     contributions["edge"] = weight * parts["edge"]
     score = np.clip(base + contributions["edge"], 0.0, 1.0)
     names = list(contributions)
