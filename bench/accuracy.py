@@ -92,6 +92,50 @@ def members(payload: dict[str, Any]) -> list[Any]:
     return nets
 
 
+def predict_cached(
+    net: Any,
+    payload: dict[str, Any],
+    cache: Path,
+    case_id: str,
+    *,
+    tta: bool,
+    observe: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """One prepared case predicted as ``segment`` does (whole slices, no postprocessing).
+
+    Returns:
+        The decoded prediction and the reference (x, y, Z) internal codes, the
+        probabilities (K, x, y, Z) and the voxel spacing (mm), all on the cache's cropped
+        grid. ``observe`` is passed to :func:`gliomaseg.inference.predict_volume`.
+    """
+    from gliomaseg.case import voxel_spacing
+    from gliomaseg.checkpoint import input_scale
+    from gliomaseg.inference import predict_volume
+    from gliomaseg.models import ModelConfig, input_multiple
+    from gliomaseg.prepare import load_index, open_case
+    from gliomaseg.targets import TargetSpec
+
+    available = list(load_index(cache)["modalities"])
+    target = TargetSpec.from_dict(payload["target"])
+    image, label, meta = open_case(cache, case_id)
+    probs = predict_volume(
+        net,
+        image,
+        target=target,
+        multiple=input_multiple(ModelConfig.from_dict(payload["model_config"])),
+        batch_size=32,
+        context=int(payload.get("context", 0)),
+        channels=[available.index(m) for m in payload["modalities"]],
+        tta=tta,
+        input_scale=input_scale(payload),
+        observe=observe,
+    )
+    probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
+    ref = np.moveaxis(np.asarray(label), 0, -1)
+    spacing = voxel_spacing(np.asarray(meta["affine"], dtype=np.float64))
+    return target.decode(probs), ref, probs, spacing
+
+
 def score_fold(
     net: Any,
     payload: dict[str, Any],
@@ -108,42 +152,21 @@ def score_fold(
     With ``keep``, each case's raw prediction, reference and voxel volume are stored in it
     (by case id) for :func:`choose_postprocessing`.
     """
-    from gliomaseg.case import voxel_spacing
-    from gliomaseg.checkpoint import input_scale
-    from gliomaseg.inference import predict_volume
     from gliomaseg.metrics import BINARY_REGIONS, region_metrics
-    from gliomaseg.models import ModelConfig, input_multiple
     from gliomaseg.postprocess import postprocess
-    from gliomaseg.prepare import load_index, open_case
+    from gliomaseg.prepare import load_index
     from gliomaseg.targets import TargetSpec
 
     index = load_index(cache)
     target = TargetSpec.from_dict(payload["target"])
-    available = list(index["modalities"])
-    channels = [available.index(m) for m in payload["modalities"]]
-    multiple = input_multiple(ModelConfig.from_dict(payload["model_config"]))
     binary = sum(1 for g in target.groups if 0 not in g) == 1
     regions, labels = (BINARY_REGIONS, ()) if binary else (None, (1, 2, 3))
     cases = [c for c in index["cases"] if c["patient"] in patients and c["labelled"]]
     rows = []
     for entry in cases[:max_cases]:
-        image, label, meta = open_case(cache, entry["case_id"])
         start = time.perf_counter()
-        probs = predict_volume(
-            net,
-            image,
-            target=target,
-            multiple=multiple,
-            batch_size=32,
-            context=int(payload.get("context", 0)),
-            channels=channels,
-            tta=tta,
-            input_scale=input_scale(payload),
-        )
-        pred = target.decode(np.moveaxis(probs, 1, -1))  # (x, y, Z)
+        pred, ref, _, spacing = predict_cached(net, payload, cache, entry["case_id"], tta=tta)
         seconds = time.perf_counter() - start
-        ref = np.moveaxis(np.asarray(label), 0, -1)
-        spacing = voxel_spacing(np.asarray(meta["affine"], dtype=np.float64))
         kwargs: dict[str, Any] = {"spacing": spacing, "labels": labels}
         if regions is not None:
             kwargs["regions"] = regions

@@ -121,3 +121,56 @@ def test_segment_speed_cold_cli_times_fresh_processes(raw_cases, tmp_path):
     row = bench.compare(results, "cpu", cold)
     assert row["cold_cli_to_warm_gliomaseg"] == round(cold["seconds"]["min"], 3)
     assert "met_cold_cli" in row["targets"]
+
+
+def _flag_record(fold: int, dice: list[float], boundary: list[float]) -> dict:
+    n = len(dice)
+    return {
+        "case_id": f"c{fold}",
+        "fold": fold,
+        "variants": 1,
+        "dice": dice,
+        "pred_pixels": [0 if d == 1.0 else 10 for d in dice],
+        "ref_pixels": [0 if d == 1.0 else 10 for d in dice],
+        "components": {"boundary": boundary, "edge": [0.0] * n},
+        "max_probability": [0.95 if d < 1.0 else 0.01 for d in dice],
+        "confidence": 1.0 - float(np.mean(boundary)),
+        "case_wt_dice": float(np.mean(dice)),
+    }
+
+
+def test_flags_metrics_on_hand_made_records():
+    """bench/flags.py's figures from per-patient records, no prediction: a score that ranks
+    the two bad slices of each case first has AUROC 1, flagged slices have the lower Dice,
+    empty slices (Dice 1 by the BraTS rule, both masks empty) are left out of the Dice
+    figures, and the case confidence follows case Dice."""
+    bench = _load("flags")
+    records = [
+        _flag_record(k, [1.0, 0.9, 0.2 + k / 10, 0.95, 0.3, 1.0], [0.0, 0.1, 0.6, 0.05, 0.5, 0.0])
+        for k in range(3)
+    ]
+    records[2]["components"]["boundary"][2] = 0.9  # the worst case is the least confident
+    records[2]["confidence"], records[2]["case_wt_dice"] = 0.3, 0.5
+    out = bench.evaluate(records)
+    slices = out["slice_level"]
+    assert slices["tumour_slices"] == 12 and slices["error_slices"] == 6
+    assert slices["auroc_dice_below_0.7"]["boundary"] == 1.0
+    table = bench.flag_table(
+        records,
+        [np.asarray(r["components"]["boundary"]) for r in records],
+        threshold=0.4,
+        max_flags=10,
+    )
+    assert table["precision"] == 1.0 and table["recall"] == 1.0
+    assert table["flagged_tumour_slices"]["n"] == 6 and table["flagged_empty_slices"] == 0
+    assert table["flagged_tumour_slices"]["mean"] < table["unflagged_tumour_slices"]["mean"]
+    bounded = bench.flag_table(
+        records,
+        [np.asarray(r["components"]["boundary"]) for r in records],
+        threshold=0.0,
+        max_flags=1,
+    )
+    assert bounded["flags_per_case"]["mean"] == 1.0
+    assert out["old_rule"]["flagged_tumour_slices"]["n"] == 12  # every tumour slice
+    assert out["nested"]["chosen_without_each_fold"].keys() == {"0", "1", "2"}
+    assert out["case_level"]["spearman_confidence_vs_wt_dice"] > 0

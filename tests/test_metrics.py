@@ -338,3 +338,14 @@ def test_real_tcga_isen20_vs_mav_agree_with_monai(shared_data, spacing):
             d_monai, h_monai = _monai(p, r, sp)
             assert res[region]["dice"] == pytest.approx(d_monai, abs=1e-6), (case.name, region)
             assert res[region]["hd95_mm"] == pytest.approx(h_monai, abs=1e-3), (case.name, region)
+
+
+def test_auroc_hand_cases():
+    assert m.auroc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert m.auroc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert m.auroc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5  # ties count half
+    # 3 positives x 2 negatives: pairs won 0 + 2 + 2 = 4 of 6
+    assert m.auroc([0.3, 0.6, 0.7, 0.4, 0.5], [True, True, True, False, False]) == 4 / 6
+    assert math.isnan(m.auroc([0.1, 0.2], [True, True]))
+    with pytest.raises(ValueError, match="one label per score"):
+        m.auroc([0.1, 0.2], [True])

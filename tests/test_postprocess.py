@@ -129,7 +129,9 @@ def test_segment_postprocessing_uses_the_case_spacing(
     assert case.voxel_volume_ml == pytest.approx(VOXEL_ML)
     label = _label(case.shape)
 
-    def fake_predict(case_: object, seg: object, config: object) -> tuple[np.ndarray, np.ndarray]:
+    def fake_predict(
+        case_: object, seg: object, config: object, **_: object
+    ) -> tuple[np.ndarray, np.ndarray]:
         return label.copy(), _region_probs(label)
 
     monkeypatch.setattr(seg_mod, "predict_case", fake_predict)

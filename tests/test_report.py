@@ -781,3 +781,29 @@ def test_reports_open_cleanly_in_headless_chromium(
                 "document.querySelector('#per-case-table tbody tr td').textContent"
             )
             assert first_row == IDS[1]
+
+
+def test_ranked_review_flags_pick_the_panels_and_are_listed() -> None:
+    from types import SimpleNamespace
+
+    from gliomaseg.report.case import _review_section
+
+    slices = [
+        {"slice": str(z), "index": z, "max_tumour_probability": 0.99, "uncertainty": 0.1}
+        for z in range(10)
+    ]
+    flags = [
+        {"slice": str(z), "index": 9 - z, "score": s, "reason": "uncertain boundary"}
+        for z, s in [(7, 0.8), (1, 0.6), (4, 0.5), (8, 0.4), (2, 0.3)]
+    ]
+    review = {"flags": flags, "confidence": 0.7, "threshold": 0.3, "max_flags": 10}
+    summary = {"slices": slices, "flagged_slices": ["7", "1", "4", "8", "2"], "review": review}
+    assert choose_slices(summary, None) == [1, 4, 7, 8]  # the four highest-ranked
+    (section,) = _review_section(SimpleNamespace(summary=summary))
+    html = section.html()
+    rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
+    assert len(rows) == 5 and ">2<" in rows[0] and ">0.8" in rows[0]  # rank 1: input slice 2
+    # the flag threshold thresholds the uncertainty score, not the peak probability
+    assert confidence_warnings({**summary, "flag_threshold": 0.3}, None) == []
+    none = {**summary, "flagged_slices": [], "review": {**review, "flags": []}}
+    assert "No slice reaches" in _review_section(SimpleNamespace(summary=none))[0].html()

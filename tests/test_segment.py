@@ -71,7 +71,10 @@ def test_segment_output_has_input_geometry_and_lands_on_the_tumour(model_path, t
     # training seeds 0-2 in float32 and bf16: too little margin for a test.)
     assert summary["volumes_ml"]["WT"] == pytest.approx((raw > 0).sum() * 0.002, abs=1e-4)
     assert summary["label_scheme"] == layout
-    assert summary["flagged_slices"] and len(summary["slices"]) == 20
+    assert len(summary["slices"]) == 20
+    review = summary["review"]
+    assert summary["flagged_slices"] == [f["slice"] for f in review["flags"]]
+    assert len(review["flags"]) <= review["max_flags"]
     assert summary["hemisphere"] == synth.hemisphere
     probs = nib.load(out / "Case_777_probs.nii.gz")
     assert probs.shape == (*ref.shape, 3)
@@ -420,3 +423,48 @@ def test_segment_with_a_model_that_does_not_fit_says_which_does(tmp_path, capsys
     assert str(patient) in line and "no t2" in line and "--model lgg" in line
     assert "1 case(s) failed" in err  # the batch's closing line
     assert not (out / f"{patient.name}_seg.nii.gz").exists()
+
+
+def test_summary_carries_the_documented_review_fields(model_path, tmp_path):
+    """README 'Segmenting': ``review`` (ranked flags in the input's slice index, confidence,
+    threshold, bound, components) and a per-slice ``uncertainty``; z is stored flipped so
+    canonical and input slice numbers differ."""
+    synth = make_case(
+        rng=np.random.default_rng(32),
+        case_id="Case_778",
+        template="phantom",
+        shape=(32, 32, 20),
+        tumour_radius_mm=8.0,
+        spacing=(1.0, 1.0, 2.0),
+        flip_axis=2,
+    )
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    out = tmp_path / "out"
+    argv = ["segment", str(folder), "-o", str(out), "--model", str(model_path)]
+    assert main([*argv, "--no-progress", "--tta", "--flag-threshold", "0"]) == 0
+    summary = json.loads((out / "Case_778_summary.json").read_text())
+    review = summary["review"]
+    assert set(review) >= {
+        "flags",
+        "confidence",
+        "threshold",
+        "max_flags",
+        "components",
+        "variants",
+        "input_axis",
+    }
+    assert review["threshold"] == 0 and review["variants"] == 4  # one model, four flips
+    assert review["components"] == ["boundary", "disagreement", "edge"]
+    assert 0.0 <= review["confidence"] <= 1.0
+    flags = review["flags"]
+    assert 0 < len(flags) <= review["max_flags"]  # threshold 0: the bound decides
+    assert [f["score"] for f in flags] == sorted((f["score"] for f in flags), reverse=True)
+    assert all(set(f) == {"slice", "index", "score", "reason"} for f in flags)
+    assert all(0.0 <= s["uncertainty"] <= 1.0 for s in summary["slices"])
+    # input index: the written mask's slice `index` holds the canonical slice's tumour
+    seg = np.asarray(nib.load(out / "Case_778_seg.nii.gz").dataobj)
+    canonical = {str(s["slice"]): int(s["index"]) for s in summary["slices"]}
+    assert review["input_axis"] == 2
+    for f in flags:
+        assert f["index"] == 19 - canonical[f["slice"]]  # z stored flipped
+        assert 0 <= f["index"] < seg.shape[2]

@@ -201,7 +201,13 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write probability maps (uint8, scaled 0-1)",
     )
-    p.add_argument("--flag-threshold", type=float, default=0.9, help="flag slices at/above this")
+    p.add_argument(
+        "--flag-threshold",
+        type=float,
+        default=None,
+        help="flag slices whose uncertainty score (0-1) is at/above this, at most 10 per case "
+        "(default: the value validated in cross-validation, see README 'Review flags')",
+    )
     p.add_argument(
         "--labels", default="input", help="output label scheme: input, brats2020, brats2023, msd..."
     )
@@ -578,7 +584,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     if args.labels != "input":
         get_scheme(args.labels)
-    if not 0.0 <= args.flag_threshold <= 1.0:
+    if args.flag_threshold is not None and not 0.0 <= args.flag_threshold <= 1.0:
         raise InputError("--flag-threshold must be between 0 and 1")
     config = SegmentConfig(
         device=args.device,

@@ -43,6 +43,7 @@ def predict_volume(
     channels_last: bool = False,
     input_scale: float = 1.0,
     progress: Callable[[int], None] | None = None,
+    observe: Callable[[int, torch.Tensor, list[torch.Tensor]], None] | None = None,
 ) -> np.ndarray:
     """Probabilities for every axial slice of a volume.
 
@@ -67,6 +68,13 @@ def predict_volume(
         input_scale: In-plane factor in (0, 1] the model was trained at (checkpoint key
             ``input_scale``).
         progress: Called with the number of slices done after each batch.
+        observe: Called after each batch with its first slice index, the averaged
+            probabilities (N, K, h', w') and every variant's own logits (one per flip, and
+            per member of an ensemble with ``members``, such as
+            :class:`gliomaseg.bundle.MeanEnsemble`), on the network's unpadded grid
+            (h', w') = the slice size times ``input_scale``; see
+            :class:`gliomaseg.uncertainty.Disagreement`. The returned probabilities are the
+            same with or without it.
 
     Returns:
         (K, Z, x, y) float32 probabilities on the input grid.
@@ -78,6 +86,7 @@ def predict_volume(
     ph, pw = -sh % multiple, -sw % multiple
     out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
+    crop_h, crop_w = slice(ph // 2, ph // 2 + sh), slice(pw // 2, pw // 2 + sw)
     for start in range(0, z_total, batch_size):
         zs = range(start, min(start + batch_size, z_total))
         batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
@@ -86,19 +95,45 @@ def predict_volume(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         acc = None
+        variants: list[torch.Tensor] = []
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
             with autocast(device, amp):
-                p = probabilities(model(xi).float(), target)
+                logits, own = _forward(model, xi, split=observe is not None)
+                p = probabilities(logits.float(), target)
             p = torch.flip(p, dims) if dims else p
             acc = p if acc is None else acc + p
+            for lo in own:  # logits: the observer thresholds them without a sigmoid
+                variants.append((torch.flip(lo, dims) if dims else lo)[..., crop_h, crop_w])
         assert acc is not None
-        probs_t = (acc / len(flips))[:, :, ph // 2 : ph // 2 + sh, pw // 2 : pw // 2 + sw]
+        probs_t = (acc / len(flips))[:, :, crop_h, crop_w]
+        if observe is not None:
+            observe(start, probs_t, variants)
         probs = resize_probabilities(probs_t, (h, w)).cpu().numpy()
         out[:, start : start + len(zs)] = np.moveaxis(probs, 1, 0)
         if progress is not None:
             progress(len(zs))
     return out
+
+
+def _forward(
+    model: torch.nn.Module, x: torch.Tensor, *, split: bool
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits of ``model`` and, with ``split``, each ensemble member's own logits.
+
+    A model with a ``members`` list (:class:`gliomaseg.bundle.MeanEnsemble`) is run member by
+    member and averaged in the same order as its ``forward``, so the mean is unchanged; any
+    other model is its own single variant.
+    """
+    members = getattr(model, "members", None) if split else None
+    if not members:
+        out = model(x)
+        return out, [out] if split else []
+    own = [member(x) for member in members]
+    total = own[0]
+    for lo in own[1:]:
+        total = total + lo
+    return total / len(own), own
 
 
 @torch.no_grad()

@@ -476,6 +476,31 @@ def slice_metrics(
     return out
 
 
+def auroc(scores: ArrayLike, positive: ArrayLike) -> float:
+    """Area under the ROC curve of ``scores`` for ``positive``: P(score_pos > score_neg).
+
+    The Mann-Whitney form with midranks, so tied scores count one half.
+
+    Args:
+        scores: (N,) real scores, higher meaning "more likely positive".
+        positive: (N,) booleans.
+
+    Returns:
+        AUROC in [0, 1]; NaN when either class is empty (undefined).
+    """
+    from scipy.stats import rankdata
+
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    pos = np.asarray(positive, dtype=bool).ravel()
+    if s.shape != pos.shape:
+        raise ValueError(f"auroc: {s.size} scores but {pos.size} labels; pass one label per score")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 __all__ = [
     "BINARY_REGIONS",
     "EDT_MAX_VOXELS",
@@ -485,6 +510,7 @@ __all__ = [
     "Counts",
     "EmptyPolicy",
     "abs_volume_difference_ml",
+    "auroc",
     "confusion",
     "dice",
     "f1",

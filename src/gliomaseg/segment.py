@@ -8,9 +8,11 @@ crop and the reorientation, postprocess, and write atomically:
   scheme (or ``--labels``);
 * ``<case>_summary.json``: volumes (mL) per label and region, components, bounding box and
   extents (mm), centroid (voxel and scanner mm), hemisphere, per-slice maximum tumour
-  probability and the slices flagged for review; voxel positions are indices of the input
-  file's array, mm positions scanner RAS+ (``coordinates`` in the summary says so);
-  ``training_case`` says whether the case is one the model was trained on (model card);
+  probability and uncertainty, and the review flags: a short ranked list of the slices most
+  likely to be wrong and a case confidence (:mod:`gliomaseg.uncertainty`; ``review``,
+  ``flagged_slices``); voxel positions are indices of the input file's array, mm positions
+  scanner RAS+ (``coordinates`` in the summary says so); ``training_case`` says whether the
+  case is one the model was trained on (model card);
 * optionally ``<case>_probs.nii.gz`` (one volume per output channel, 0-1 in uint8 steps);
 * for LGG TIFF stacks, ``<patient>/<slice>_pred.tif`` per input slice (0/255) as well.
 """
@@ -48,6 +50,7 @@ from gliomaseg.prepare import NETWORK_AXES, model_input, network_axes
 from gliomaseg.preprocess import uncrop
 from gliomaseg.runs import resolve_device
 from gliomaseg.targets import TargetSpec
+from gliomaseg.uncertainty import Disagreement
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,9 @@ class SegmentConfig:
     device: str = "auto"
     tta: bool = False
     save_probabilities: bool = False
-    flag_threshold: float = 0.9
+    #: Uncertainty score at/above which a slice is flagged (None: the validated default,
+    #: :data:`gliomaseg.uncertainty.DEFAULT_THRESHOLD`).
+    flag_threshold: float | None = None
     labels: str = "input"
     batch_size: int = 32
     margin: int = 2
@@ -233,13 +238,18 @@ def run_checkpoint(folder: Path) -> Path:
 
 
 def predict_case(
-    case: Case, seg: Segmenter, config: SegmentConfig
+    case: Case, seg: Segmenter, config: SegmentConfig, *, observe: Disagreement | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid."""
+    """Label map (X, Y, Z) internal codes and probabilities (K, X, Y, Z) on the canonical grid.
+
+    ``observe`` collects the ensemble members' and flips' disagreement (2D models).
+    """
     from gliomaseg.inference import predict_volume, predict_volume_3d
 
     view = network_view(case, seg.axes)
     volume, crop, _ = model_input(view, modalities=seg.modalities, margin=config.margin)
+    if observe is not None:
+        observe.z_start = crop.start[2]
     if seg.spatial_dims == 3:
         probs = predict_volume_3d(
             seg.model,
@@ -262,6 +272,7 @@ def predict_case(
             tta=config.tta,
             channels_last=True,
             input_scale=seg.input_scale,
+            observe=observe,
         )
     probs = np.moveaxis(probs, 1, -1)  # (K, x, y, Z)
     label = uncrop(seg.target.decode(probs), crop)
@@ -312,11 +323,14 @@ def summarise(
     seg: Segmenter,
     config: SegmentConfig,
     record: dict[str, Any],
+    *,
+    disagreement: Disagreement | None = None,
 ) -> dict[str, Any]:
     """The ``<case>_summary.json`` content."""
     tumour_p = tumour_probability(probs, seg.target)
     per_slice = tumour_p.reshape(-1, tumour_p.shape[-1]).max(axis=0)
     names = list(case.slice_names) or [str(z) for z in range(per_slice.size)]
+    flags = review_fields(case, tumour_p, label, seg, config, names, disagreement)
     binary = bool(case.scheme.binary) if case.scheme else seg.target.channels == 1
     return {
         "case_id": case.case_id,
@@ -344,15 +358,46 @@ def summarise(
             model_training_cases(seg.source, seg.meta), case.case_id, case.meta.get("patient", "")
         ),
         "tta": config.tta,
-        "flag_threshold": config.flag_threshold,
+        "flag_threshold": flags["review"]["threshold"],
         "slices": [
-            {"slice": n, "index": z, "max_tumour_probability": round(float(p), 4)}
-            for z, (n, p) in enumerate(zip(names, per_slice, strict=True))
+            {
+                "slice": n,
+                "index": z,
+                "max_tumour_probability": round(float(p), 4),
+                "uncertainty": round(float(u), 4),
+            }
+            for z, (n, p, u) in enumerate(zip(names, per_slice, flags["scores"], strict=True))
         ],
-        "flagged_slices": [
-            n for n, p in zip(names, per_slice, strict=True) if p >= config.flag_threshold
-        ],
+        "review": flags["review"],
+        "flagged_slices": [f["slice"] for f in flags["review"]["flags"]],
     }
+
+
+def review_fields(
+    case: Case,
+    tumour_p: np.ndarray,
+    label: np.ndarray,
+    seg: Segmenter,
+    config: SegmentConfig,
+    names: list[str],
+    disagreement: Disagreement | None,
+) -> dict[str, Any]:
+    """Review flags and case confidence (:func:`gliomaseg.uncertainty.review`)."""
+    from gliomaseg.uncertainty import review, source_slice_index
+
+    axis, index = source_slice_index(case)
+    sx, sy, _ = case.spacing
+    return review(
+        tumour_p,
+        label > 0,
+        pixel_mm2=sx * sy,
+        names=names,
+        input_index=index,
+        input_axis=axis,
+        disagreement=disagreement,
+        input_scale=seg.input_scale,
+        threshold=config.flag_threshold,
+    )
 
 
 def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None) -> list[Path]:
@@ -394,14 +439,15 @@ def segment_case(
     case = read_case(ref, with_label=False)
     check_model_fits(case, seg, ref)
     say("infer")
-    label, probs = predict_case(case, seg, config)
+    disagreement = Disagreement(seg.target)
+    label, probs = predict_case(case, seg, config, observe=disagreement)
     say("postprocess")
     label, record = postprocess(
         label, voxel_ml=case.voxel_volume_ml, config=postprocess_config(seg, config)
     )
     if record["skipped"] and config.postprocess is not None:  # the user's own thresholds
         log.warning("%s: postprocessing %s", ref.case_id, record["skipped"])
-    summary = summarise(case, label, probs, seg, config, record)
+    summary = summarise(case, label, probs, seg, config, record, disagreement=disagreement)
     scheme = case.scheme if config.labels == "input" and case.scheme is not None else None
     if config.labels != "input":
         scheme = get_scheme(config.labels)

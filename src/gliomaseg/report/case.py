@@ -126,6 +126,7 @@ def build_case_report(
         _slices_section(files, shown, slices),
         _probability_section(files, shown, slices),
         _slice_chart_section(files, slices),
+        *_review_section(files),
         _volumes_section(files, volumes, scores),
         _features_section(files),
         _summary_section(files),
@@ -212,6 +213,7 @@ def _overview(files: CaseFiles, volumes: CaseVolumes) -> Section:
         ("extent (mm, x y z)", s.get("extent_mm")),
         ("flagged slices", f"{len(s.get('flagged_slices') or [])} of {len(s.get('slices') or [])}"),
         ("flag threshold", s.get("flag_threshold")),
+        ("case confidence", (s.get("review") or {}).get("confidence")),
         ("label scheme", s.get("label_scheme")),
         ("voxel size (mm)", s.get("spacing_mm")),
         ("test-time augmentation", s.get("tta")),
@@ -364,7 +366,8 @@ def _slice_chart_section(files: CaseFiles, slices: list[int]) -> Section:
         return Section(
             "slice-probability", title, omitted="the summary records no per-slice probability"
         )
-    threshold = files.summary.get("flag_threshold")
+    ranked = "review" in files.summary  # its threshold is on the uncertainty score
+    threshold = None if ranked else files.summary.get("flag_threshold")
     png = figs.slice_probability_chart(
         [int(e["index"]) for e in entries],
         [float(e["max_tumour_probability"]) for e in entries],
@@ -376,11 +379,38 @@ def _slice_chart_section(files: CaseFiles, slices: list[int]) -> Section:
         f"{files.case_id}_slice_probability",
         png,
         alt="bar chart of the maximum tumour probability of every axial slice",
-        caption=f"Maximum tumour probability of every axial slice; {flagged} slice(s) at or "
-        "above the flag threshold (vermillion) are flagged for review; triangles mark the "
-        "slices shown above.",
+        caption=f"Maximum tumour probability of every axial slice; {flagged} slice(s) "
+        + (
+            "are flagged for review (ranked below); "
+            if ranked
+            else "at or above the flag threshold (vermillion) are flagged for review; "
+        )
+        + "triangles mark the slices shown above.",
     )
     return Section("slice-probability", title, fig.html(), figures=[fig])
+
+
+def _review_section(files: CaseFiles) -> list[Section]:
+    """The ranked review flags of the summary (none for older summaries)."""
+    review = files.summary.get("review")
+    if review is None:
+        return []
+    flags = review.get("flags") or []
+    title = "Slices to review"
+    if not flags:
+        body = (
+            f"<p>No slice reaches the uncertainty threshold {fmt(review.get('threshold'))}; "
+            f"case confidence {fmt(review.get('confidence'))}.</p>"
+        )
+        return [Section("review", title, body)]
+    rows = [(k, f.get("index"), f.get("score"), f.get("reason")) for k, f in enumerate(flags, 1)]
+    body = (
+        "<p>Most uncertain first (score 0-1 from the probabilities near the boundary and the "
+        "disagreement of ensemble members or flips); slice numbers are indices of the input "
+        "file's slice axis.</p>"
+        + table(("rank", "slice", "score", "reason"), rows, numeric=(True, True, True, False))
+    )
+    return [Section("review", title, body)]
 
 
 def _volumes_section(

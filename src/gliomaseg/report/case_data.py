@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 #: Mean, over slices with predicted tumour, of the per-slice maximum probability below which
 #: the segmentation is flagged as low confidence.
 LOW_CONFIDENCE_MEAN = 0.7
+#: Highest per-slice maximum probability below which a whole case is low confidence.
+LOW_PEAK_PROBABILITY = 0.9
 #: A modality that is zero over more than this share of the brain (the union of the other
 #: modalities' non-zero voxels) is flagged: cropped, misregistered or masked differently.
 MIN_BRAIN_COVERAGE = 0.5
@@ -462,7 +464,9 @@ def confidence_warnings(
     if not slices:
         return []
     probs = {int(s["index"]): float(s["max_tumour_probability"]) for s in slices}
-    threshold = summary.get("flag_threshold")
+    # the flag threshold of older summaries was on this maximum probability; ranked review
+    # flags (``review``) threshold an uncertainty score instead, so use the old default here
+    threshold = LOW_PEAK_PROBABILITY if "review" in summary else summary.get("flag_threshold")
     out: list[str] = []
     top = max(probs.values())
     if threshold is not None and top < float(threshold):
@@ -589,15 +593,17 @@ def choose_slices(
 ) -> list[int]:
     """Axial indices to show: flagged slices, else the most probable, else the largest tumour.
 
-    More than ``n`` flagged slices are thinned to ``n`` spread evenly over their range (the
-    centres of ``n`` equal groups), so the panels follow the tumour from bottom to top.
-    Returns an empty list when nothing points at a slice.
+    Ranked review flags (a summary with ``review``) give their ``n`` highest-ranked slices.
+    Older summaries flag every probable slice: more than ``n`` are thinned to ``n`` spread
+    evenly over their range (the centres of ``n`` equal groups), so the panels follow the
+    tumour from bottom to top. Returns an empty list when nothing points at a slice.
     """
     slices = summary.get("slices") or []
     by_name = {str(s["slice"]): int(s["index"]) for s in slices}
-    flagged = sorted(
-        {by_name[str(f)] for f in summary.get("flagged_slices") or [] if str(f) in by_name}
-    )
+    named = [by_name[str(f)] for f in summary.get("flagged_slices") or [] if str(f) in by_name]
+    if named and "review" in summary:  # ranked, most uncertain first
+        return sorted(dict.fromkeys(named[:n]))
+    flagged = sorted(set(named))
     if flagged:
         if len(flagged) <= n:
             return flagged
