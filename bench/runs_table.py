@@ -26,6 +26,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--label", action="append", default=[], help="row label per report (default: the note)"
     )
+    parser.add_argument(
+        "--card",
+        action="append",
+        default=[],
+        help="model card per report, '-' for the one beside the scored model (default); e.g. "
+        "an older card from git: git show REV:src/gliomaseg/weights/brats.json > old.json",
+    )
     return parser.parse_args(argv)
 
 
@@ -33,10 +40,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def row(report: dict[str, Any], label: str) -> dict[str, Any]:
+def row(report: dict[str, Any], label: str, card_path: Path | None = None) -> dict[str, Any]:
     """One table row: recipe, size, hours, and per-region Dice/HD95 statistics."""
     results = report["results"]
-    card_path = Path(results["model"]).with_suffix(".json")
+    card_path = card_path or Path(results["model"]).with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     seconds = card.get("training_seconds") or []
     out: dict[str, Any] = {
@@ -70,7 +77,14 @@ def row(report: dict[str, Any], label: str) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    regions = list(rows[0]["with_postprocessing"]) if rows else []
+    """One table per set of regions (BraTS WT/TC/ET, LGG tumour), in the reports' order."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r["with_postprocessing"]), []).append(r)
+    return "\n\n".join(_table(list(regions), group) for regions, group in groups.items())
+
+
+def _table(regions: list[str], rows: list[dict[str, Any]]) -> str:
     head = ["run", "recipe", "members", "train h", "patients", "postprocessing"]
     head += [f"{r} mean / median / worst" for r in regions] + ["HD95 mean mm"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -104,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, path in enumerate(args.reports):
         report = json.loads(path.read_text())
         label = args.label[k] if k < len(args.label) else report.get("note") or path.stem
-        rows.append(row(report, label))
+        card = args.card[k] if k < len(args.card) and args.card[k] != "-" else None
+        rows.append(row(report, label, Path(card) if card else None))
     print(
         json.dumps({"benchmark": "runs_table", "rows": rows, "markdown": markdown(rows)}, indent=1)
     )

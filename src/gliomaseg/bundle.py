@@ -143,6 +143,12 @@ def bundle_runs(
     train_config = dict(first["train_config"])
     train_config.pop("fold", None)
     training = training_cases(runs, payloads, cache=cache)
+    trained = set(training.get("training_cases") or [])
+    for alias, case_id in ((card or {}).get("training_case_aliases") or {}).items():
+        if case_id not in trained:
+            raise InputError(
+                f"alias {alias}={case_id}: {case_id} is not a training case of the runs"
+            )
     payload = {
         "format": CHECKPOINT_FORMAT,
         "ensemble": len(payloads),
@@ -183,6 +189,12 @@ def bundle_runs(
         "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
         **(card or {}),
     }
+    trained = set(model_card.get("training_cases") or [])
+    for alias, case_id in (model_card.get("training_case_aliases") or {}).items():
+        if case_id not in trained:
+            raise InputError(
+                f"alias {alias}={case_id}: {case_id} is not a training case of these runs"
+            )
     write_json_atomic(output.with_suffix(".json"), model_card)
     return model_card
 

@@ -275,6 +275,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--et-to-ncr-below-ml", type=float, default=0.0, help="recommended postprocessing"
     )
     p.add_argument("--note", action="append", default=[], help="a line for the card's notes")
+    p.add_argument(
+        "--case-alias",
+        action="append",
+        default=[],
+        metavar="ALIAS=ID",
+        help="another name of a training case (e.g. a Kaggle HDF5 patient or another release's "
+        "id), so segment marks it as a training case too; repeatable",
+    )
     p.set_defaults(func=_cmd_bundle)
 
     p = sub.add_parser("models", help="list the bundled models")
@@ -619,6 +627,19 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _aliases(pairs: list[str]) -> dict[str, str]:
+    """``ALIAS=ID`` strings as a dict; a malformed one is an InputError."""
+    out = {}
+    for pair in pairs:
+        alias, sep, case_id = pair.partition("=")
+        if not sep or not alias or not case_id:
+            raise InputError(
+                f"--case-alias {pair!r}: expected ALIAS=ID, e.g. volume_7=BraTS19_CBICA_ABM_1"
+            )
+        out[alias] = case_id
+    return out
+
+
 def _cmd_bundle(args: argparse.Namespace) -> int:
     from gliomaseg.bundle import bundle_runs
 
@@ -632,7 +653,11 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
             "min_component_ml": args.min_component_ml,
             "et_to_ncr_below_ml": args.et_to_ncr_below_ml,
         },
-        card={"notes": args.note} if args.note else None,
+        card={
+            **({"notes": args.note} if args.note else {}),
+            **({"training_case_aliases": _aliases(args.case_alias)} if args.case_alias else {}),
+        }
+        or None,
         cache=args.cache,
     )
     print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
