@@ -60,7 +60,11 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 15))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    from gliomaseg.cli import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--runs", type=Path, nargs="+", help="fold run folders")
     parser.add_argument("--cache", type=Path, help="prepared cache the runs used")
     parser.add_argument(
