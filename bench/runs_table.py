@@ -116,10 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows = []
     for k, path in enumerate(args.reports):
-        report = json.loads(path.read_text())
-        label = args.label[k] if k < len(args.label) else report.get("note") or path.stem
-        card = args.card[k] if k < len(args.card) and args.card[k] != "-" else None
-        rows.append(row(report, label, Path(card) if card else None))
+        try:
+            report = json.loads(path.read_text())
+            label = args.label[k] if k < len(args.label) else report.get("note") or path.stem
+            card = args.card[k] if k < len(args.card) and args.card[k] != "-" else None
+            rows.append(row(report, label, Path(card) if card else None))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            print(
+                f"{path}: not a readable bench/accuracy.py report ({err}); rerun it",
+                file=sys.stderr,
+            )
+            return 2
     print(
         json.dumps({"benchmark": "runs_table", "rows": rows, "markdown": markdown(rows)}, indent=1)
     )
