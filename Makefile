@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # extracted here (git-ignored). Reports are written without the viewer when it is absent.
 NIIVUE := src/gliomaseg/report/vendor/niivue.umd.js
 
-.PHONY: test demo lint typecheck pytest setup clean
+.PHONY: test demo lint typecheck imports pytest setup clean
 
 setup: $(STAMP) $(NIIVUE)
 
@@ -33,10 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
+# Import rules (pyproject.toml [tool.importlinter]; README, Development).
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 pytest: $(STAMP) $(NIIVUE)
 	HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck imports pytest
 
 demo: $(STAMP) $(NIIVUE)
 	$(BIN)/gliomaseg demo -o demo_output

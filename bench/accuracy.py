@@ -42,7 +42,7 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
@@ -78,9 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def members(payload: dict[str, Any]) -> list[Any]:
     """The ensemble's member networks, in fold order, float32 and in eval mode."""
-    from gliomaseg.bundle import member_state
-    from gliomaseg.inference import fuse_batch_norm
     from gliomaseg.models import ModelConfig, build_model
+    from gliomaseg.models.ensemble import member_state
+    from gliomaseg.models.inference import fuse_batch_norm
 
     config = ModelConfig.from_dict(payload["model_config"])
     nets = []
@@ -106,14 +106,14 @@ def predict_cached(
     Returns:
         The decoded prediction and the reference (x, y, Z) internal codes, the
         probabilities (K, x, y, Z) and the voxel spacing (mm), all on the cache's cropped
-        grid. ``observe`` is passed to :func:`gliomaseg.inference.predict_volume`.
+        grid. ``observe`` is passed to :func:`gliomaseg.models.inference.predict_volume`.
     """
-    from gliomaseg.case import voxel_spacing
-    from gliomaseg.checkpoint import input_scale
-    from gliomaseg.inference import predict_volume
+    from gliomaseg.core.case import voxel_spacing
+    from gliomaseg.core.targets import TargetSpec
     from gliomaseg.models import ModelConfig, input_multiple
-    from gliomaseg.prepare import load_index, open_case
-    from gliomaseg.targets import TargetSpec
+    from gliomaseg.models.checkpoint import input_scale
+    from gliomaseg.models.inference import predict_volume
+    from gliomaseg.prepare.workflow import load_index, open_case
 
     available = list(load_index(cache)["modalities"])
     target = TargetSpec.from_dict(payload["target"])
@@ -152,10 +152,10 @@ def score_fold(
     With ``keep``, each case's raw prediction, reference and voxel volume are stored in it
     (by case id) for :func:`choose_postprocessing`.
     """
-    from gliomaseg.metrics import BINARY_REGIONS, region_metrics
-    from gliomaseg.postprocess import postprocess
-    from gliomaseg.prepare import load_index
-    from gliomaseg.targets import TargetSpec
+    from gliomaseg.core.targets import TargetSpec
+    from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
+    from gliomaseg.prepare.workflow import load_index
+    from gliomaseg.segment.postprocess import postprocess
 
     index = load_index(cache)
     target = TargetSpec.from_dict(payload["target"])
@@ -218,7 +218,7 @@ def _brief(metrics: dict[str, dict[str, Any]]) -> str:
 
 def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, Any]:
     """Per region: mean/median/std of Dice (and HD95, IoU, precision, recall) and worst five."""
-    from gliomaseg.evaluate import summary_statistics
+    from gliomaseg.evaluate.workflow import summary_statistics
 
     out: dict[str, Any] = {}
     regions = [r for r in rows[0][key] if not r.startswith("label")] if rows else []
@@ -261,8 +261,8 @@ def choose_postprocessing(
     selected on the same patients, so its score is optimistic. ``nested`` is unbiased: each
     fold is scored with the setting chosen on the other folds. Ties go to the milder setting.
     """
-    from gliomaseg.metrics import BINARY_REGIONS
-    from gliomaseg.postprocess import PostprocessConfig, postprocess
+    from gliomaseg.evaluate.metrics import BINARY_REGIONS
+    from gliomaseg.segment.postprocess import PostprocessConfig, postprocess
 
     regions = BINARY_REGIONS if binary else {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
     grid = [
@@ -311,8 +311,8 @@ def choose_postprocessing(
 
 def rescore(rows: list[dict[str, Any]], kept: dict[str, Any], post: Any, *, binary: bool) -> None:
     """Recompute each row's postprocessed ``metrics`` with ``post`` (in place)."""
-    from gliomaseg.metrics import BINARY_REGIONS, region_metrics
-    from gliomaseg.postprocess import postprocess
+    from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
+    from gliomaseg.segment.postprocess import postprocess
 
     for row in rows:
         pred, ref, voxel_ml = kept[row["case_id"]]
@@ -327,11 +327,11 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
     """The full ensemble against isen-20 on every case under ``root`` that has its output."""
     import nibabel as nib
 
+    from gliomaseg.core.labels import get_scheme
+    from gliomaseg.evaluate.metrics import region_metrics
     from gliomaseg.io.layouts import read_case
-    from gliomaseg.labels import get_scheme
-    from gliomaseg.metrics import region_metrics
-    from gliomaseg.postprocess import postprocess
-    from gliomaseg.segment import SegmentConfig, Segmenter, predict_case
+    from gliomaseg.segment.postprocess import postprocess
+    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, predict_case
 
     seg = Segmenter.load(model, device="cpu")
     rows = []
@@ -368,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from gliomaseg.bundle import read_card
-    from gliomaseg.checkpoint import load_checkpoint
-    from gliomaseg.machine import machine_info
-    from gliomaseg.segment import resolve_model
+    from gliomaseg.core.machine import machine_info
+    from gliomaseg.models.checkpoint import load_checkpoint
+    from gliomaseg.segment.workflow import resolve_model
+    from gliomaseg.train.bundle import read_card
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: no fold list; bundle the runs with 'gliomaseg bundle'", file=sys.stderr)
         return 2
     nets = members(payload)
-    from gliomaseg.postprocess import PostprocessConfig
+    from gliomaseg.segment.postprocess import PostprocessConfig
 
     post = PostprocessConfig(**payload.get("postprocess", {}))
     if args.min_component_ml is not None:
@@ -392,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with torch.inference_mode():
         if args.unseen:
-            from gliomaseg.checkpoint import load_model
-            from gliomaseg.prepare import load_index
+            from gliomaseg.models.checkpoint import load_model
+            from gliomaseg.prepare.workflow import load_index
 
             patients = unseen_patients(folds, load_index(args.cache))
             print(f"{len(patients)} patients no member trained on", file=sys.stderr)
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += [{**r, "fold": fold["fold"]} for r in fold_rows]
         choice = None
         if kept is not None:
-            from gliomaseg.targets import TargetSpec
+            from gliomaseg.core.targets import TargetSpec
 
             target = TargetSpec.from_dict(payload["target"])
             binary = sum(1 for g in target.groups if 0 not in g) == 1

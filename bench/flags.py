@@ -8,7 +8,7 @@ component is the disagreement of the four flips (a shipped ensemble adds its mem
 none of the other fold models is unseen by a patient, so the shipped ensemble cannot be
 validated honestly this way). Per axial slice (cropped brain grid) it records the whole
 tumour (WT) Dice against the manual label and the uncertainty components of
-:mod:`gliomaseg.uncertainty`, and reports:
+:mod:`gliomaseg.segment.uncertainty`, and reports:
 
 * slice level, over tumour-bearing slices (label or prediction non-empty; slices where both
   are empty are left out of every Dice figure and counted separately when flagged): the
@@ -51,7 +51,7 @@ SLICE_ERROR_DICE = 0.7
 CASE_ERROR_DICE = 0.8
 #: The rule the flags replace: every slice whose maximum tumour probability reaches this.
 OLD_THRESHOLD = 0.9
-#: Probability floors compared with the shipped one (:data:`gliomaseg.uncertainty.P_FLOOR`).
+#: Probability floors compared with the shipped one (:data:`gliomaseg.segment.uncertainty.P_FLOOR`).
 FLOORS = (0.0, 0.01, 0.05)
 #: Edge weights compared (with the max and the mean of the other signals).
 EDGE_WEIGHTS = (0.0, 0.1, 0.25)
@@ -60,7 +60,7 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 15))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=DefaultsHelpFormatter
@@ -109,12 +109,12 @@ def patient_record(
     net: Any, payload: dict[str, Any], cache: Path, case_id: str, *, tta: bool
 ) -> dict[str, Any]:
     """Per-slice WT Dice, areas and uncertainty components of one held-out patient."""
-    from gliomaseg.checkpoint import input_scale
-    from gliomaseg.metrics import confusion, dice, slice_metrics
-    from gliomaseg.postprocess import PostprocessConfig, postprocess
-    from gliomaseg.segment import tumour_probability
-    from gliomaseg.targets import TargetSpec
-    from gliomaseg.uncertainty import Disagreement, case_confidence, components
+    from gliomaseg.core.targets import TargetSpec
+    from gliomaseg.evaluate.metrics import confusion, dice, slice_metrics
+    from gliomaseg.models.checkpoint import input_scale
+    from gliomaseg.segment.postprocess import PostprocessConfig, postprocess
+    from gliomaseg.segment.uncertainty import Disagreement, case_confidence, components
+    from gliomaseg.segment.workflow import tumour_probability
 
     target = TargetSpec.from_dict(payload["target"])
     observer = Disagreement(target)
@@ -160,7 +160,7 @@ def patient_record(
 
 def _key(run: Path, checkpoint: Path, *, tta: bool) -> str:
     """Run, checkpoint version, settings and the component constants of the records."""
-    from gliomaseg.uncertainty import P_FLOOR, SMOOTH_MM2
+    from gliomaseg.segment.uncertainty import P_FLOOR, SMOOTH_MM2
 
     stat = checkpoint.stat()
     text = (
@@ -177,9 +177,9 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
     second...), so a run stopped early leaves every fold about equally covered, and
     ``--cached-only`` evaluates what is kept without predicting.
     """
-    from gliomaseg.checkpoint import load_checkpoint
     from gliomaseg.io.atomic import write_json_atomic
-    from gliomaseg.prepare import load_index
+    from gliomaseg.models.checkpoint import load_checkpoint
+    from gliomaseg.prepare.workflow import load_index
 
     accuracy = _accuracy()
     index = load_index(args.cache)
@@ -230,8 +230,8 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
 
 
 def flag_mask(score: np.ndarray, *, threshold: float, max_flags: int) -> np.ndarray:
-    """(Z,) bool: the slices :func:`gliomaseg.uncertainty.rank_flags` would flag."""
-    from gliomaseg.uncertainty import rank_flags
+    """(Z,) bool: the slices :func:`gliomaseg.segment.uncertainty.rank_flags` would flag."""
+    from gliomaseg.segment.uncertainty import rank_flags
 
     out = np.zeros(score.shape, dtype=bool)
     out[rank_flags(score, [], threshold=threshold, max_flags=max_flags)] = True
@@ -287,8 +287,8 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every figure of the report from the per-patient records (no prediction)."""
     from scipy.stats import spearmanr
 
-    from gliomaseg.metrics import auroc
-    from gliomaseg.uncertainty import DEFAULT_THRESHOLD, MAX_FLAGS, slice_scores
+    from gliomaseg.evaluate.metrics import auroc
+    from gliomaseg.segment.uncertainty import DEFAULT_THRESHOLD, MAX_FLAGS, slice_scores
 
     scores = [slice_scores(_parts(r))[0] for r in records]
     tumour_by_case = [
@@ -360,7 +360,7 @@ def _parts(record: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _nested(records: list[dict[str, Any]], scores: list[np.ndarray]) -> dict[str, Any]:
     """Each fold flagged with the threshold of best F1 on the other folds."""
-    from gliomaseg.uncertainty import MAX_FLAGS
+    from gliomaseg.segment.uncertainty import MAX_FLAGS
 
     folds = sorted({r["fold"] for r in records})
     if len(folds) < 2:
@@ -395,17 +395,17 @@ def cost(model: str, *, repeats: int = 3) -> dict[str, Any]:
 
     In one process (so background load hits both alike): one batch of 32 slices of
     12 x 144 x 176 (a BraTS brain crop, 2.5D) through ``model`` member by member, the
-    :class:`~gliomaseg.uncertainty.Disagreement` observer on that batch, and
-    :func:`~gliomaseg.uncertainty.review` on a 240 x 240 x 155 volume; medians of
+    :class:`~gliomaseg.segment.uncertainty.Disagreement` observer on that batch, and
+    :func:`~gliomaseg.segment.uncertainty.review` on a 240 x 240 x 155 volume; medians of
     ``repeats``.
     """
     import statistics
 
     import torch
 
-    from gliomaseg.inference import _forward, probabilities
-    from gliomaseg.segment import Segmenter
-    from gliomaseg.uncertainty import Disagreement, review
+    from gliomaseg.models.inference import _forward, probabilities
+    from gliomaseg.segment.uncertainty import Disagreement, review
+    from gliomaseg.segment.workflow import Segmenter
 
     seg = Segmenter.load(model, device="cpu")
     channels = len(seg.modalities) * (2 * seg.context + 1)
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from gliomaseg.machine import machine_info
+    from gliomaseg.core.machine import machine_info
 
     torch.set_num_threads(args.threads)
     if args.cost:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gliomaseg.machine import machine_info
+from gliomaseg.core.machine import machine_info
 
 
 def run_one(data: Path) -> dict[str, object]:
@@ -52,7 +52,7 @@ def run_one(data: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("data", nargs="+", type=Path, help="dataset folders to prepare")

@@ -2,7 +2,7 @@
 
 Two pipelines segment the same case with the same network and weights:
 
-* ``gliomaseg``: :func:`gliomaseg.segment.segment_case` on a :class:`Segmenter` loaded with
+* ``gliomaseg``: :func:`gliomaseg.segment.workflow.segment_case` on a :class:`Segmenter` loaded with
   ``Segmenter.load``: read the four ``.nii.gz``, reorient, z-score in the brain, crop to it,
   batched slice inference, uncrop, postprocess, write ``<case>_seg.nii.gz`` and
   ``<case>_summary.json``.
@@ -23,7 +23,7 @@ runs in a fresh subprocess so its peak RSS is its own (``--in-process`` runs bot
 process: faster, but RSS and cold start then mean nothing). Devices: CPU with ``--threads``
 threads, and CUDA too when present. Timings are reported, never asserted.
 
-Without ``--model`` the default architecture (:class:`gliomaseg.train.TrainConfig`'s U-Net
+Without ``--model`` the default architecture (:class:`gliomaseg.train.loop.TrainConfig`'s U-Net
 16-32-64-128, WT/TC/ET sigmoid regions) is saved untrained in gliomaseg's checkpoint
 format: weights do not change the network's cost. Without ``--case`` the first BraTS 2021
 case of ``../shared/data`` is used, or a BraTS-like synthetic case (240 x 240 x 155) when
@@ -81,7 +81,7 @@ def _model_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--case", type=Path, default=None, help="a BraTS case folder")
@@ -151,7 +151,7 @@ def synthetic_case(folder: Path, *, seed: int) -> Path:
     import numpy as np
 
     from gliomaseg.io.writers import write_layout
-    from gliomaseg.synthetic import make_brats_like
+    from gliomaseg.synthetic.phantoms import make_brats_like
 
     case = make_brats_like(rng=np.random.default_rng(seed), case_id="BraTS2021_00000")
     return write_layout(case, folder, layout="brats2020")
@@ -161,8 +161,8 @@ def untrained_checkpoint(path: Path, *, features: list[int], seed: int) -> dict[
     """Save the default 2D model, untrained, as a gliomaseg checkpoint; its model config."""
     import torch
 
-    from gliomaseg.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-    from gliomaseg.train import TrainConfig, build_from_config
+    from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+    from gliomaseg.train.loop import TrainConfig, build_from_config
 
     modalities = ["flair", "t1", "t1ce", "t2"]
     config = TrainConfig(model={"name": "unet", "features": list(features)})
@@ -206,7 +206,7 @@ def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Time ``segment_case`` (find the files -> seg + summary written)."""
     from gliomaseg.io.layouts import find_cases
     from gliomaseg.io.outdir import OutputFolder
-    from gliomaseg.segment import SegmentConfig, Segmenter, segment_case
+    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, segment_case
 
     start = time.perf_counter()
     seg = Segmenter.load(args.model, device=device)
@@ -241,10 +241,10 @@ def run_monai(args: argparse.Namespace, device: str) -> dict[str, Any]:
         SaveImage,
     )
 
-    from gliomaseg.checkpoint import load_model
+    from gliomaseg.core.targets import TargetSpec
     from gliomaseg.io.layouts import find_cases
     from gliomaseg.models import ModelConfig, input_multiple
-    from gliomaseg.targets import TargetSpec
+    from gliomaseg.models.checkpoint import load_model
 
     start = time.perf_counter()
     model, meta = load_model(args.model, device=device)
@@ -343,7 +343,7 @@ def _label_lut(target: Any) -> Any:
     """
     import numpy as np
 
-    from gliomaseg.labels import get_scheme
+    from gliomaseg.core.labels import get_scheme
 
     to_file = get_scheme("brats2020").from_internal
     if target.kind == "softmax":
@@ -641,7 +641,7 @@ def main(argv: list[str] | None = None) -> None:
 def _model_info(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """Point ``args.model`` at a checkpoint (an untrained one without --model); describe it."""
     if args.model is not None:
-        from gliomaseg.checkpoint import load_checkpoint
+        from gliomaseg.models.checkpoint import load_checkpoint
 
         payload = load_checkpoint(args.model)
         return {
@@ -666,8 +666,8 @@ def _model_info(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
-    from gliomaseg.machine import machine_info
+    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
+    from gliomaseg.core.machine import machine_info
 
     return machine_info()
 

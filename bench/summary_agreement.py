@@ -1,6 +1,6 @@
 """Agreement of retrieval with the rules, and safety, over every labelled real case.
 
-Runs the feature + summary path of ``gliomaseg explain`` (:func:`gliomaseg.explain.describe_case`)
+Runs the feature + summary path of ``gliomaseg explain`` (:func:`gliomaseg.explain.workflow.describe_case`)
 with the packaged all-MiniLM-L6-v2 model on every labelled case under the real-data folder
 (default ``../shared/data`` beside the checkout) and prints one JSON object:
 
@@ -36,8 +36,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
-    from gliomaseg.machine import machine_info
+    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
+    from gliomaseg.core.machine import machine_info
 
     return machine_info()
 
@@ -70,8 +70,8 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
     import torch
 
     from gliomaseg import __version__
-    from gliomaseg.explain import describe_case
-    from gliomaseg.interpret.summary import check_summary, default_embedder, load_library
+    from gliomaseg.explain.summary import check_summary, default_embedder, load_library
+    from gliomaseg.explain.workflow import describe_case
     from gliomaseg.io.layouts import find_cases, read_case
 
     start, load_start = time.perf_counter(), os.getloadavg()
@@ -140,7 +140,7 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter

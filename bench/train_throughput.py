@@ -1,6 +1,6 @@
 """Training throughput (slices/s) and peak memory of the default 2D model; prints JSON.
 
-Measures ``gliomaseg.train``'s own optimisation step (``train._step``: forward, Dice + BCE
+Measures ``gliomaseg.train.loop``'s own optimisation step (``train._step``: forward, Dice + BCE
 on WT/TC/ET regions, backward, Adam) on the default network of :class:`TrainConfig`
 (U-Net 16-32-64-128, batch norm, 4 input channels, 3 sigmoid outputs). Each device runs in
 a fresh subprocess so its peak RSS is its own (``--in-process`` skips that: faster, but RSS
@@ -47,7 +47,7 @@ def _features(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from gliomaseg.cli import DefaultsHelpFormatter
+    from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument(
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, device: str) -> Any:
-    from gliomaseg.train import TrainConfig
+    from gliomaseg.train.loop import TrainConfig
 
     # Only the model width, slice size and batch differ from TrainConfig's defaults;
     # fold -1 trains on every labelled case of a --cache (no validation split needed).
@@ -157,9 +157,9 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     """Train ``warmup + steps`` steps on one device; timings of the last ``steps``."""
     import torch
 
-    from gliomaseg.losses import LossConfig, build_loss
     from gliomaseg.models import count_parameters
-    from gliomaseg.train import _channels, _loader, _split, _step, build_from_config
+    from gliomaseg.train.loop import _channels, _loader, _split, _step, build_from_config
+    from gliomaseg.train.losses import LossConfig, build_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -210,7 +210,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
             break
     seconds = sum(step_s)
     warmup_s = warmup_s if args.warmup else 0.0
-    from gliomaseg.runs import use_bf16
+    from gliomaseg.train.runs import use_bf16
 
     result: dict[str, Any] = {
         "device": device_name,
@@ -309,8 +309,8 @@ SWEEP: dict[str, list[str]] = {
 
 
 def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.machine.machine_info`)."""
-    from gliomaseg.machine import machine_info
+    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
+    from gliomaseg.core.machine import machine_info
 
     return machine_info()
 

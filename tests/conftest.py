@@ -41,7 +41,7 @@ def _cli_logging_ends_with_the_test():
     root = logging.getLogger()
     level = root.level
     yield
-    from gliomaseg.cli import _LineFormatter
+    from gliomaseg.cli.main import _LineFormatter
 
     for handler in root.handlers[:]:
         if isinstance(handler.formatter, _LineFormatter):
@@ -53,8 +53,8 @@ def _cli_logging_ends_with_the_test():
 def synthetic_cache(tmp_path_factory) -> Path:
     """A prepared cache of five synthetic phantom cases (5 patient-level folds)."""
     from gliomaseg.io.writers import write_layout
-    from gliomaseg.prepare import PrepareConfig, prepare_dataset
-    from gliomaseg.synthetic import make_case
+    from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
+    from gliomaseg.synthetic.phantoms import make_case
 
     root = tmp_path_factory.mktemp("synthetic")
     for i in range(5):
@@ -73,7 +73,7 @@ def synthetic_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_cache, tmp_path_factory) -> Path:
     """Run folder of :data:`TINY_TRAIN` trained on :func:`synthetic_cache`."""
-    from gliomaseg.train import TrainConfig, train
+    from gliomaseg.train.loop import TrainConfig, train
 
     run = tmp_path_factory.mktemp("tiny") / "run"
     train(TrainConfig.from_dict(TINY_TRAIN), synthetic_cache, run, progress=False)

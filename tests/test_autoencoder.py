@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from gliomaseg.interpret import autoencoder as ae
-from gliomaseg.interpret.autoencoder import (
+from gliomaseg.explain import autoencoder as ae
+from gliomaseg.explain.autoencoder import (
     AutoencoderConfig,
     MaskSet,
     build_autoencoder,
@@ -29,8 +28,9 @@ from gliomaseg.interpret.autoencoder import (
     train_autoencoder,
 )
 from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import PrepareConfig, prepare_dataset
-from gliomaseg.synthetic import make_case
+from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic.phantoms import make_case
 
 TINY = {
     "size": 16,

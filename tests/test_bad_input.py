@@ -11,9 +11,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 CASE_ID = "BraTS2021_00042"
 

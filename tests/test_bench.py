@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import PrepareConfig, prepare_dataset
-from gliomaseg.synthetic import make_case
+from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic.phantoms import make_case
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 TINY_MODEL = ["--features", "4,8", "--device", "cpu", "--in-process"]
@@ -97,7 +97,7 @@ def test_segment_speed_runs_both_pipelines(raw_cases, capsys):
 
 
 def test_segment_speed_reference_label_lut_follows_brats_regions():
-    from gliomaseg.targets import TARGETS
+    from gliomaseg.core.targets import TARGETS
 
     lut = _load("segment_speed")._label_lut(TARGETS["regions"])
     # bit 0 WT, bit 1 TC, bit 2 ET -> BraTS 2020 file codes

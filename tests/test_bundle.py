@@ -13,23 +13,28 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg.bundle import (
-    MeanEnsemble,
+from gliomaseg.cli.main import main
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.targets import TARGETS
+from gliomaseg.io.writers import write_layout
+from gliomaseg.models.checkpoint import load_checkpoint, load_model
+from gliomaseg.models.ensemble import MeanEnsemble, member_state
+from gliomaseg.prepare.workflow import load_index
+from gliomaseg.synthetic.phantoms import make_case
+from gliomaseg.train.bundle import (
     bundle_runs,
     card_lines,
-    member_state,
     read_card,
     train_folds,
 )
-from gliomaseg.checkpoint import load_checkpoint, load_model
-from gliomaseg.cli import main
-from gliomaseg.data import ConcatSlices, EpochSampler, PreparedCases, SliceDataset, group_weights
-from gliomaseg.errors import InputError
-from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import load_index
-from gliomaseg.synthetic import make_case
-from gliomaseg.targets import TARGETS
-from gliomaseg.train import TrainConfig, train
+from gliomaseg.train.datasets import (
+    ConcatSlices,
+    EpochSampler,
+    PreparedCases,
+    SliceDataset,
+    group_weights,
+)
+from gliomaseg.train.loop import TrainConfig, train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 QUICK = {**TINY_TRAIN, "epochs": 1, "steps_per_epoch": 2}

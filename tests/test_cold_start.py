@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 HEAVY = ("monai", "transformers", "sentence_transformers")
 
@@ -40,13 +40,13 @@ def _heavy_after(setup: str) -> list[str]:
 
 
 def test_import_segment_is_light() -> None:
-    assert _heavy_after("import gliomaseg.segment, gliomaseg.cli; rc = 0") == []
+    assert _heavy_after("import gliomaseg.segment.workflow, gliomaseg.cli.main; rc = 0") == []
 
 
 @pytest.fixture(scope="module")
 def segmented(tmp_path_factory) -> tuple[Path, Path]:
     """A BraTS-layout phantom and its segmentation by the bundled ``brats`` model."""
-    from gliomaseg.cli import main
+    from gliomaseg.cli.main import main
 
     root = tmp_path_factory.mktemp("cold")
     synth = make_case(
@@ -73,5 +73,5 @@ def test_command_imports_neither_monai_nor_transformers(
         "evaluate": ["evaluate", "--pred", str(seg), "--gt", str(folder), "-o", str(tmp_path)],
         "report": ["report", str(seg)],
     }[command]
-    setup = f"from gliomaseg.cli import main; rc = main({argv!r})"
+    setup = f"from gliomaseg.cli.main import main; rc = main({argv!r})"
     assert _heavy_after(setup) == []

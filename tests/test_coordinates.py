@@ -19,14 +19,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg import explain
-from gliomaseg.cli import main
-from gliomaseg.geometry import to_canonical, to_source_indices
-from gliomaseg.interpret import summary as summary_module
-from gliomaseg.interpret.mesh import reconstruct, reconstruct_case, stl_bytes, write_mesh
+from gliomaseg.cli.main import main
+from gliomaseg.core.geometry import to_canonical, to_source_indices
+from gliomaseg.explain import summary as summary_module
+from gliomaseg.explain import workflow as explain
+from gliomaseg.explain.mesh import reconstruct, reconstruct_case, stl_bytes, write_mesh
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import SyntheticCase, make_case
+from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 from test_explain import HashEmbedder
 
 
@@ -249,7 +249,7 @@ def explain_args(seg: Path, out: Path) -> argparse.Namespace:
 def test_real_brats_case_positions_and_mesh_overlay_the_input(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    from gliomaseg.segment import WEIGHTS_DIR
+    from gliomaseg.segment.workflow import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "brats.pt").exists():
         pytest.skip(f"no bundled 'brats' model in {WEIGHTS_DIR}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaseg.augment import AugmentConfig, augment
-from gliomaseg.data import EpochSampler, fit_to, slice_with_context
-from gliomaseg.targets import TARGETS, TargetSpec
+from gliomaseg.core.targets import TARGETS, TargetSpec
+from gliomaseg.models.inference import slice_with_context
+from gliomaseg.train.augment import AugmentConfig, augment
+from gliomaseg.train.datasets import EpochSampler, fit_to
 
 
 def test_region_targets_and_decoding_round_trip():

@@ -6,9 +6,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 
 def test_demo_on_a_users_case_runs_every_step(tiny_run, tmp_path, capsys):
@@ -49,7 +49,7 @@ def test_demo_refuses_a_folder_without_one_case(tmp_path, capsys):
 
 def test_demo_on_an_lgg_patient_uses_the_lgg_model_and_completes(tmp_path, capsys):
     """It used to stop at the report step: LGG references are TIFF masks, not one NIfTI."""
-    from gliomaseg.segment import WEIGHTS_DIR
+    from gliomaseg.segment.workflow import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "lgg.pt").exists():
         pytest.skip(f"no bundled 'lgg' model in {WEIGHTS_DIR}")

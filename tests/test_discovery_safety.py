@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
-from gliomaseg.errors import InputError
+from gliomaseg.cli.main import main
+from gliomaseg.core.errors import InputError
 from gliomaseg.io.layouts import LayoutConfig, discover, discover_all, find_cases
 from gliomaseg.io.naming import classify, naming_convention
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 #: The bundled model needs at least 32 x 32 in-plane (its bottleneck is 1/16 of that).
 SHAPE = (32, 32, 6)

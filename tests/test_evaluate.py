@@ -13,11 +13,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg import evaluate as ev
-from gliomaseg import metrics as m
-from gliomaseg.case import voxel_spacing
+from gliomaseg.core.case import voxel_spacing
+from gliomaseg.core.labels import BRATS2020
+from gliomaseg.evaluate import metrics as m
+from gliomaseg.evaluate import workflow as ev
 from gliomaseg.io.nifti import read_label
-from gliomaseg.labels import BRATS2020
 
 SPACING = (1.0, 1.0, 2.0)
 #: One flipped axis and 2 mm slices, to catch orientation and spacing bugs.
@@ -160,7 +160,7 @@ def test_prediction_with_another_affine_is_compared_with_a_warning(tiny_set, tmp
     pred, gt, _ = tiny_set
     raw, _ = read_label(pred / "caseA_seg.nii.gz")
     _write(pred / "caseA_seg.nii.gz", raw, np.diag([-1.0, 1.0, 3.0, 1.0]))
-    with caplog.at_level("WARNING", logger="gliomaseg.evaluate"):
+    with caplog.at_level("WARNING", logger="gliomaseg.evaluate.workflow"):
         result = ev.evaluate_folders(pred, gt, tmp_path / "out", views=("case",))
     assert "caseA" not in result.errors
     assert any("affine differs" in r.getMessage() for r in caplog.records)
@@ -226,7 +226,7 @@ def test_brats_folder_ground_truth_and_lgg_stack(tmp_path, rng):
     from gliomaseg.io.layouts import find_cases, read_case
     from gliomaseg.io.output import write_segmentation
     from gliomaseg.io.writers import write_layout
-    from gliomaseg.synthetic import make_case
+    from gliomaseg.synthetic.phantoms import make_case
 
     for layout in ("brats2020", "lgg-tiff"):
         case = make_case(

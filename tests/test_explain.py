@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gliomaseg import explain
-from gliomaseg.interpret import summary as summary_module
-from gliomaseg.interpret.summary import check_summary, default_library_path
+from gliomaseg.explain import summary as summary_module
+from gliomaseg.explain import workflow as explain
+from gliomaseg.explain.summary import check_summary, default_library_path
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 
 class HashEmbedder:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from gliomaseg.interpret.features import (
+from gliomaseg.explain.features import (
     FEATURE_DOCS,
     case_features,
     eccentricity_2d,
@@ -18,7 +18,7 @@ from gliomaseg.interpret.features import (
     solidity_3d,
     write_features,
 )
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 
 def _disc(radius: float, size: int = 64) -> np.ndarray:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 GOOD, BAD = "BraTS2021_00001", "BraTS2021_00002"
 

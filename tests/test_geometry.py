@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaseg.geometry import check_same_grid, from_canonical, orientation_code, to_canonical
+from gliomaseg.core.geometry import check_same_grid, from_canonical, orientation_code, to_canonical
 
 
 def _affine(spacing=(1.0, 1.0, 2.0), flips=(-1, 1, 1), perm=(0, 1, 2)):

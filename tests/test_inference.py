@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.inference import fuse_batch_norm, instance_norm_as_group_norm, predict_volume
+from gliomaseg.core.targets import CODES, TARGETS
 from gliomaseg.models import build_model
-from gliomaseg.targets import CODES, TARGETS
+from gliomaseg.models.inference import fuse_batch_norm, instance_norm_as_group_norm, predict_volume
 
 
 @pytest.mark.parametrize("name", ["unet", "residual_unet", "attention_unet"])

@@ -11,24 +11,24 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg import train as train_mod
-from gliomaseg.checkpoint import check_payload, load_checkpoint
-from gliomaseg.cli import main
-from gliomaseg.data import PreparedCases, SliceDataset
-from gliomaseg.errors import InputError
-from gliomaseg.inference import predict_volume
+from gliomaseg.cli.main import main
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.targets import TARGETS
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models import build_model
-from gliomaseg.prepare import load_index
-from gliomaseg.resize import (
+from gliomaseg.models.checkpoint import check_payload, load_checkpoint
+from gliomaseg.models.inference import predict_volume
+from gliomaseg.models.resize import (
     resize_labels,
     resize_probabilities,
     resize_slice,
     scaled_size,
 )
-from gliomaseg.synthetic import make_case
-from gliomaseg.targets import TARGETS
-from gliomaseg.train import TrainConfig, train
+from gliomaseg.prepare.workflow import load_index
+from gliomaseg.synthetic.phantoms import make_case
+from gliomaseg.train import loop as train_mod
+from gliomaseg.train.datasets import PreparedCases, SliceDataset
+from gliomaseg.train.loop import TrainConfig, train
 
 #: TINY_TRAIN on the synthetic 32x32 slices at half resolution (about 16x16).
 HALF = {**TINY_TRAIN, "input_scale": 0.5, "patch_size": [16, 16]}
@@ -166,7 +166,7 @@ def test_segment_with_a_half_scale_model_keeps_the_input_geometry(half_run, tmp_
 
 
 def test_bundle_carries_the_scale_to_the_ensemble_and_its_card(half_run, tmp_path):
-    from gliomaseg.bundle import bundle_runs, card_lines
+    from gliomaseg.train.bundle import bundle_runs, card_lines
 
     card = bundle_runs([half_run], tmp_path / "m.pt", description="half")
     assert card["input_scale"] == 0.5

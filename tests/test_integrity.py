@@ -21,12 +21,17 @@ import pytest
 import tifffile
 import torch
 
-from gliomaseg.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, load_model, save_checkpoint
-from gliomaseg.cli import main
-from gliomaseg.errors import InputError
+from gliomaseg.cli.main import main
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.targets import TARGETS
 from gliomaseg.io import hdf5, limits, nifti, tiff
 from gliomaseg.models import ModelConfig, build_model
-from gliomaseg.targets import TARGETS
+from gliomaseg.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+)
 
 # NIfTI-1 header byte offsets (little endian, as nibabel writes on x86).
 DIM, PIXDIM, QFORM_CODE, SFORM_CODE, SROW_X = 40, 76, 252, 254, 280
@@ -405,7 +410,7 @@ def test_truncated_and_oversized_checkpoint(tmp_path, monkeypatch):
     path = _checkpoint(tmp_path)
     path.write_bytes(path.read_bytes()[:-200])
     _raises(path, "corrupt", load_checkpoint)
-    import gliomaseg.checkpoint as checkpoint
+    from gliomaseg.models import checkpoint
 
     monkeypatch.setattr(checkpoint, "MAX_CHECKPOINT_BYTES", 1000)
     _raises(_checkpoint(tmp_path, "big.pt"), "MAX_CHECKPOINT_BYTES", load_checkpoint)
@@ -446,7 +451,7 @@ def test_cli_inspect_reports_one_line_and_leaves_the_file_alone(tmp_path, capsys
 
 def test_cli_segment_with_a_forged_checkpoint(tmp_path, capsys):
     from gliomaseg.io.writers import write_layout
-    from gliomaseg.synthetic import make_case
+    from gliomaseg.synthetic.phantoms import make_case
 
     synth = make_case(
         rng=np.random.default_rng(0), case_id="Synth_000", template="phantom", shape=(32, 32, 16)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliomaseg.labels import (
+from gliomaseg.core.labels import (
     BRATS2013,
     BRATS2020,
     BRATS2023,

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from gliomaseg.case import Case
-from gliomaseg.geometry import orientation_code, reorient, reorient_affine, to_canonical
-from gliomaseg.interpret.features import case_features, slice_features
+from gliomaseg.core.case import Case
+from gliomaseg.core.geometry import orientation_code, reorient, reorient_affine, to_canonical
+from gliomaseg.core.laterality import UNKNOWN_ORIENTATION_NOTE, brain_reference, tumour_side
+from gliomaseg.explain.features import case_features, slice_features
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.tiff import LGG_AXES, lgg_affine
-from gliomaseg.laterality import UNKNOWN_ORIENTATION_NOTE, brain_reference, tumour_side
-from gliomaseg.postprocess import tumour_geometry
-from gliomaseg.prepare import case_axes, network_axes
+from gliomaseg.prepare.workflow import case_axes, network_axes
 from gliomaseg.report.figures import display_slice
-from gliomaseg.synthetic import SyntheticCase, make_case
+from gliomaseg.segment.postprocess import tumour_geometry
+from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 
 SHAPE = (40, 30, 6)
 
@@ -168,7 +168,7 @@ def test_model_axes_legacy_rule_and_round_trip() -> None:
 
 
 def test_network_view_feeds_a_legacy_model_the_tiff_order(phantom) -> None:
-    from gliomaseg.segment import network_view
+    from gliomaseg.segment.workflow import network_view
 
     raw = np.stack([phantom.images[m] for m in ("flair", "t1", "t1ce")])
     image, affine = to_canonical(raw, phantom.affine)

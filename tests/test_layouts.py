@@ -8,13 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg.case import MODALITIES
-from gliomaseg.errors import InputError
-from gliomaseg.geometry import orientation_code, to_canonical
+from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.geometry import orientation_code, to_canonical
 from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import SyntheticCase, make_case
+from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def _one_error_line(err: str) -> str:
 @pytest.mark.parametrize("flat", [False, True], ids=["imagesTr", "flat folder"])
 def test_nnunet_files_without_dataset_json_are_refused_not_guessed(tmp_path, phantom, capsys, flat):
     """nnU-Net's own BraTS conversion writes T1, T1ce, T2, FLAIR: MSD order would be wrong."""
-    from gliomaseg.cli import main
+    from gliomaseg.cli.main import main
 
     order = ("t1", "t1ce", "t2", "flair")
     write_layout(phantom, tmp_path / "ds", layout="nnunet", channel_order=order)

@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.losses on tiny hand-checkable tensors."""
+"""Tests for gliomaseg.train.losses on tiny hand-checkable tensors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gliomaseg.losses import (
+from gliomaseg.train.losses import (
     LOSS_NAMES,
     LossConfig,
     build_loss,
@@ -245,5 +245,5 @@ def test_invalid_config(data: dict[str, Any], match: str) -> None:
 
 
 def test_import_does_not_load_monai() -> None:
-    code = "import sys, gliomaseg.losses; assert 'monai' not in sys.modules"
+    code = "import sys, gliomaseg.train.losses; assert 'monai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

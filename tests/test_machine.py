@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gliomaseg import machine, runs
+from gliomaseg.core import machine
+from gliomaseg.train import runs
 
 
 @pytest.mark.parametrize(

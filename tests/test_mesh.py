@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.case import Case
-from gliomaseg.interpret.mesh import (
+from gliomaseg.core.case import Case
+from gliomaseg.core.labels import LGG
+from gliomaseg.explain.mesh import (
     Mesh,
     enclosed_volume,
     reconstruct,
@@ -18,7 +19,6 @@ from gliomaseg.interpret.mesh import (
     render_views,
     write_mesh,
 )
-from gliomaseg.labels import LGG
 
 RADIUS_MM = 10.0
 SPACING = (1.0, 1.0, 2.0)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gliomaseg import metrics as m
-from gliomaseg.labels import BRATS2020, REGIONS
+from gliomaseg.core.labels import BRATS2020, REGIONS
+from gliomaseg.evaluate import metrics as m
 
 COUNT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "f1")
 
@@ -323,7 +323,7 @@ def _tcga_cases(shared_data: Path) -> list[Path]:
 @pytest.mark.realdata
 @pytest.mark.parametrize("spacing", [None, (0.9, 1.1, 2.0)])
 def test_real_tcga_isen20_vs_mav_agree_with_monai(shared_data, spacing):
-    from gliomaseg.case import voxel_spacing
+    from gliomaseg.core.case import voxel_spacing
 
     for case in _tcga_cases(shared_data):
         pred, affine = _read_encoded(case / "brats2020_algorithms" / "isen-20.nii.gz")

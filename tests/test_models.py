@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from gliomaseg.losses import build_loss
 from gliomaseg.models import (
     MODEL_NAMES,
     MODELS,
@@ -23,6 +22,7 @@ from gliomaseg.models import (
     count_parameters,
     input_multiple,
 )
+from gliomaseg.train.losses import build_loss
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg import segment as segment_module
-from gliomaseg.cli import main
-from gliomaseg.errors import InputError
+from gliomaseg.cli.main import main
+from gliomaseg.core.errors import InputError
 from gliomaseg.io.writers import write_layout
-from gliomaseg.segment import STAGES, StageProgress, run_checkpoint
-from gliomaseg.synthetic import make_case
+from gliomaseg.segment import workflow as segment_module
+from gliomaseg.segment.workflow import STAGES, StageProgress, run_checkpoint
+from gliomaseg.synthetic.phantoms import make_case
 
 
 def _case(tmp_path: Path, case_id: str = "Case_001") -> Path:
@@ -99,7 +99,7 @@ def test_the_sentence_model_loads_without_noise():
     """Loading all-MiniLM-L6-v2 in a fresh process prints nothing (no progress bars, no
     notices from transformers): only what gliomaseg itself says reaches the terminal."""
     code = (
-        "from gliomaseg.interpret.summary import MiniLMEmbedder\n"
+        "from gliomaseg.explain.summary import MiniLMEmbedder\n"
         "assert MiniLMEmbedder().embed(['a small tumour']).shape == (1, 384)\n"
     )
     src = Path(__file__).resolve().parents[1] / "src"

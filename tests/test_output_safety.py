@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.atomic import TMP_PREFIX, atomic_path, remove_orphans, write_text_atomic
 from gliomaseg.io.outdir import MANIFEST_NAME, OutputFolder, check_location
 from gliomaseg.io.writers import write_layout
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 
 def _checksums(folder: Path) -> dict[str, str]:
@@ -278,7 +278,7 @@ def test_read_only_output_folder_is_one_line(dataset, tmp_path, model_path, caps
 def test_a_case_raising_anything_does_not_stop_the_batch(
     dataset, tmp_path, model_path, capsys, monkeypatch
 ):
-    import gliomaseg.segment as segment_module
+    from gliomaseg.segment import workflow as segment_module
 
     real = segment_module.read_case
 
@@ -301,7 +301,7 @@ def test_a_case_raising_anything_does_not_stop_the_batch(
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
-    import gliomaseg.cli as cli
+    from gliomaseg.cli import main as cli
 
     def broken(args):
         raise KeyError("internal")

@@ -166,10 +166,10 @@ def test_build_model_uses_the_plain_network_with_monai_keys() -> None:
 @pytest.mark.parametrize("name", ["brats", "lgg"])
 def test_bundled_models_give_identical_outputs(name: str) -> None:
     """The shipped weights in the plain network and in MONAI's, fused and channels-last too."""
-    from gliomaseg.bundle import MeanEnsemble
-    from gliomaseg.checkpoint import load_model
-    from gliomaseg.inference import fuse_batch_norm
-    from gliomaseg.segment import resolve_model
+    from gliomaseg.models.checkpoint import load_model
+    from gliomaseg.models.ensemble import MeanEnsemble
+    from gliomaseg.models.inference import fuse_batch_norm
+    from gliomaseg.segment.workflow import resolve_model
 
     plain, meta = load_model(resolve_model(name))
     config = ModelConfig.from_dict(meta["model_config"])

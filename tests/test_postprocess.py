@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg import segment as seg_mod
+from gliomaseg.core.labels import ED, ET, NCR
+from gliomaseg.core.targets import TARGETS
 from gliomaseg.io.layouts import discover, read_case
 from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.writers import write_layout
-from gliomaseg.labels import ED, ET, NCR
-from gliomaseg.postprocess import SKIPPED_2D, PostprocessConfig, postprocess
-from gliomaseg.synthetic import make_case
-from gliomaseg.targets import TARGETS
+from gliomaseg.segment import workflow as seg_mod
+from gliomaseg.segment.postprocess import SKIPPED_2D, PostprocessConfig, postprocess
+from gliomaseg.synthetic.phantoms import make_case
 
 SPACING = (1.0, 1.5, 2.0)  # 3 mm^3 = 0.003 mL per voxel
 VOXEL_ML = 0.003

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.layouts import CaseRef, read_case
 from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import open_case, patient_of, stratum_of
-from gliomaseg.synthetic import make_case
+from gliomaseg.prepare.workflow import open_case, patient_of, stratum_of
+from gliomaseg.synthetic.phantoms import make_case
 
 
 def test_prepare_resumes_and_keeps_geometry(tmp_path, capsys):
@@ -42,7 +42,7 @@ def test_prepare_resumes_and_keeps_geometry(tmp_path, capsys):
     image, label, meta = open_case(cache, "BraTS2021_00000")
     assert isinstance(image, np.memmap) and image.dtype == np.float16
     case = read_case(tmp_path / "raw" / "BraTS2021_00000")
-    from gliomaseg.preprocess import CropInfo, uncrop
+    from gliomaseg.prepare.preprocess import CropInfo, uncrop
 
     crop = CropInfo.from_dict(meta["crop"])
     restored = uncrop(np.moveaxis(np.asarray(label), 0, -1), crop)

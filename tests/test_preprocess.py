@@ -1,4 +1,4 @@
-"""Tests for gliomaseg.preprocess on small synthetic arrays with odd shapes."""
+"""Tests for gliomaseg.prepare.preprocess on small synthetic arrays with odd shapes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gliomaseg.preprocess import (
+from gliomaseg.prepare.preprocess import (
     CropInfo,
     PadInfo,
     bounding_box,

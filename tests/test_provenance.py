@@ -8,20 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.bundle import (
+from gliomaseg.cli.main import main
+from gliomaseg.io.writers import write_layout
+from gliomaseg.models.checkpoint import load_checkpoint
+from gliomaseg.prepare.workflow import CACHE_FORMAT, load_index
+from gliomaseg.report.case import build_case_report
+from gliomaseg.segment.workflow import WEIGHTS_DIR
+from gliomaseg.synthetic.phantoms import make_case
+from gliomaseg.train.bundle import (
     TRAINING_CASE_NOTE,
     bundle_runs,
     read_card,
     training_case_record,
     training_cases,
 )
-from gliomaseg.checkpoint import load_checkpoint
-from gliomaseg.cli import main
-from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import CACHE_FORMAT, load_index
-from gliomaseg.report.case import build_case_report
-from gliomaseg.segment import WEIGHTS_DIR
-from gliomaseg.synthetic import make_case
 
 TRAINING = {
     "training_cases": ["BraTS2021_00000", "Synth_slice_3"],
@@ -158,8 +158,8 @@ def test_shipped_cards_list_their_training_cases() -> None:
 
 
 def test_case_alias_flags_parse_or_fail_in_one_line() -> None:
-    from gliomaseg.cli import _aliases
-    from gliomaseg.errors import InputError
+    from gliomaseg.cli.main import _aliases
+    from gliomaseg.core.errors import InputError
 
     assert _aliases(["a=b", "c=d"]) == {"a": "b", "c": "d"}
     with pytest.raises(InputError, match="ALIAS=ID"):

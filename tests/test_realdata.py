@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.layouts import find_cases, read_case
 
 pytestmark = pytest.mark.realdata
@@ -118,7 +118,7 @@ def test_tcga_images_folder_takes_the_patient_folder_name(shared_data):
 
 
 def _bundled(name: str) -> Path:
-    from gliomaseg.segment import WEIGHTS_DIR
+    from gliomaseg.segment.workflow import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / f"{name}.pt").exists():
         pytest.skip(f"no bundled '{name}' model in {WEIGHTS_DIR}")

@@ -2,7 +2,7 @@
 
 Two checks, both on ../shared/data (and on ~/gliomaseg-data when it is there):
 
-* **Side.** gliomaseg's side of the tumour (:func:`gliomaseg.laterality.tumour_side`, what
+* **Side.** gliomaseg's side of the tumour (:func:`gliomaseg.core.laterality.tumour_side`, what
   ``summary.json``, ``explain`` and the report say) agrees with a side computed here
   independently from the label and the brain: per axial slice, the midline is the centre of
   the brain's left-right extent in scanner x, and each tumour voxel is counted left or right
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.case import Case
-from gliomaseg.interpret.features import case_features
+from gliomaseg.core.case import Case
+from gliomaseg.core.laterality import tumour_side
+from gliomaseg.explain.features import case_features
 from gliomaseg.io.layouts import find_cases, read_case
-from gliomaseg.laterality import tumour_side
-from gliomaseg.postprocess import tumour_geometry
 from gliomaseg.report.figures import ORIENTATION_MARKS, display_slice
+from gliomaseg.segment.postprocess import tumour_geometry
 
 pytestmark = pytest.mark.realdata
 
@@ -52,7 +52,7 @@ def _world_x(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def _reference_brain(case: Case) -> np.ndarray:
-    """A brain/head mask made without gliomaseg.laterality (per slice for noisy images)."""
+    """A brain/head mask made without gliomaseg.core.laterality (per slice for noisy images)."""
     if case.brain_mask is not None and case.brain_mask.any():
         return case.brain_mask
     assert case.image is not None

@@ -3,7 +3,7 @@
 The case outputs are made here without a model: ``<id>_seg.nii.gz`` is the synthetic label
 (perturbed for some cases), ``<id>_probs.nii.gz`` smoothed region masks, ``<id>_summary.json``
 what ``segment`` would write for them, and the ``explain`` outputs come from the
-:mod:`gliomaseg.interpret` functions with a bag-of-words embedder. The browser test opens the
+:mod:`gliomaseg.explain` functions with a bag-of-words embedder. The browser test opens the
 pages in headless Chromium over the DevTools protocol (a small websocket client below) and
 checks console errors, image decoding and network requests.
 """
@@ -34,19 +34,18 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gliomaseg.geometry import to_canonical
+from gliomaseg.cli import report as commands
+from gliomaseg.core.geometry import to_canonical
+from gliomaseg.core.labels import BRATS2020, REGIONS
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.io.writers import write_layout
-from gliomaseg.labels import BRATS2020, REGIONS
-from gliomaseg.postprocess import region_volumes, tumour_geometry
 from gliomaseg.report import (
     CASE_SECTIONS,
     build_case_report,
     build_cohort_report,
     build_training_report,
-    commands,
     write_case_report,
     write_cohort_report,
     write_training_report,
@@ -60,7 +59,8 @@ from gliomaseg.report.case_data import (
 from gliomaseg.report.html import PNG_SIGNATURE
 from gliomaseg.report.training import best_epoch, metric_words
 from gliomaseg.report.viewer_assets import find_bundle
-from gliomaseg.synthetic import make_case
+from gliomaseg.segment.postprocess import region_volumes, tumour_geometry
+from gliomaseg.synthetic.phantoms import make_case
 
 SHAPE = (48, 48, 24)
 IDS = ("synth_000", "synth_001", "synth_002")
@@ -155,9 +155,9 @@ def _write_segment_outputs(case_id: str, folder: Path, out: Path, kind: int) -> 
 
 def _write_explain_outputs(case_id: str, folder: Path, seg_dir: Path, out: Path) -> None:
     """What ``gliomaseg explain`` writes (features, explanation, mesh PNG)."""
-    from gliomaseg.interpret.features import case_features, write_features
-    from gliomaseg.interpret.mesh import reconstruct_case, render_views
-    from gliomaseg.interpret.summary import summarise_case
+    from gliomaseg.explain.features import case_features, write_features
+    from gliomaseg.explain.mesh import reconstruct_case, render_views
+    from gliomaseg.explain.summary import summarise_case
 
     case = read_case(folder)
     raw = nib.load(str(seg_dir / f"{case_id}_seg.nii.gz"))
@@ -191,7 +191,7 @@ def _write_run(run_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    from gliomaseg.evaluate import evaluate_folders
+    from gliomaseg.evaluate.workflow import evaluate_folders
 
     root = tmp_path_factory.mktemp("report")
     fx = Fixture(root, root / "data", root / "seg", root / "explain", root / "eval", root / "run")
@@ -418,7 +418,7 @@ def test_bad_input_names_file_and_fix(outputs: Fixture, tmp_path: Path) -> None:
 
 def test_commands_import_no_heavy_modules() -> None:
     code = (
-        "import sys, gliomaseg.report, gliomaseg.report.commands; "
+        "import sys, gliomaseg.report, gliomaseg.cli.report; "
         "print(sorted(m for m in ('matplotlib', 'nibabel', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -461,7 +461,7 @@ def test_training_report(outputs: Fixture) -> None:
 
 
 def test_report_cohort_command(outputs: Fixture, tmp_path: Path, capsys) -> None:
-    from gliomaseg.cli import main
+    from gliomaseg.cli.main import main
 
     page, figures = tmp_path / "site" / "cohort.html", tmp_path / "figs"
     argv = ["report-cohort", str(outputs.eval_dir), "-o", str(page), "--figures", str(figures)]
@@ -483,7 +483,7 @@ def test_report_cohort_command(outputs: Fixture, tmp_path: Path, capsys) -> None
 
 
 def test_report_training_command(outputs: Fixture, tmp_path: Path, capsys) -> None:
-    from gliomaseg.cli import main
+    from gliomaseg.cli.main import main
 
     run = tmp_path / "run"
     shutil.copytree(outputs.run_dir, run)

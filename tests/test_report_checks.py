@@ -1,7 +1,7 @@
 """Case report: the postprocessing warning and the scores against a ``--reference`` (issue 15).
 
 Synthetic segment outputs, built here: a summary whose ``postprocessing`` record comes from
-:func:`gliomaseg.postprocess.postprocess` itself, and label maps with a hand-computable
+:func:`gliomaseg.segment.postprocess.postprocess` itself, and label maps with a hand-computable
 overlap.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gliomaseg.core.labels import ED, ET, NCR
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.nifti import write_nifti
-from gliomaseg.labels import ED, ET, NCR
-from gliomaseg.postprocess import PostprocessConfig, postprocess, region_volumes
 from gliomaseg.report import build_case_report
 from gliomaseg.report.case_data import MAX_REMOVED_FRACTION, postprocessing_warnings
+from gliomaseg.segment.postprocess import PostprocessConfig, postprocess, region_volumes
 
 AFFINE = np.array(
     [[-1.0, 0.0, 0.0, 40.0], [0.0, 1.0, 0.0, -20.0], [0.0, 0.0, 2.0, 5.0], [0.0, 0.0, 0.0, 1.0]]

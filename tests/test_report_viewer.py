@@ -36,7 +36,7 @@ from gliomaseg.report.viewer import (
     review_slices,
 )
 from gliomaseg.report.viewer_assets import MISSING_HINT, Bundle, find_bundle
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 from test_report import (  # noqa: F401 (browser: the fixture)
     DevTools,
     _assert_clean,
@@ -167,7 +167,7 @@ def test_embedded_volumes_decode_to_the_cropped_case(case_dir: Path, pages: Page
 def test_cli_no_viewer_leaves_it_out(
     case_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from gliomaseg.cli import main
+    from gliomaseg.cli.main import main
 
     monkeypatch.setattr(viewer_mod, "find_bundle", lambda: FAKE)
     out = tmp_path / "r.html"

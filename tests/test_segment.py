@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliomaseg.cli import main
+from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare import PrepareConfig, prepare_dataset
-from gliomaseg.synthetic import make_case
-from gliomaseg.train import TrainConfig, train
+from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
+from gliomaseg.synthetic.phantoms import make_case
+from gliomaseg.train.loop import TrainConfig, train
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_unknown_model_name_is_reported(tmp_path, capsys):
 
 def test_a_3d_model_segments_by_sliding_window(tmp_path):
     """A (briefly trained) 3D preset segments through MONAI's sliding window, on the input grid."""
-    from gliomaseg.train import load_config
+    from gliomaseg.train.loop import load_config
 
     root = tmp_path
     for i in range(2):
@@ -311,7 +311,7 @@ def test_save_probabilities_writes_uint8_scaled_by_1_255(tmp_path):
     """Probabilities (clipped to 0-1) are stored as uint8 p * 255 with scl_slope 1/255, on the
     input grid; nibabel reads them back within half a step (0.5/255) of the floats."""
     from gliomaseg.io.layouts import read_case
-    from gliomaseg.segment import _write_probabilities
+    from gliomaseg.segment.workflow import _write_probabilities
 
     synth = make_case(
         rng=np.random.default_rng(4),
@@ -345,7 +345,7 @@ def test_save_probabilities_writes_uint8_scaled_by_1_255(tmp_path):
 def test_tta_flag_reaches_inference_and_probabilities_match_the_summary(
     model_path, tmp_path, monkeypatch
 ):
-    import gliomaseg.inference as inference
+    from gliomaseg.models import inference
 
     seen: list[bool] = []
     real = inference.predict_volume
@@ -393,7 +393,7 @@ def _lgg_patient(tmp_path: Path) -> Path:
 
 
 def _bundled_or_skip(*names: str) -> None:
-    from gliomaseg.segment import WEIGHTS_DIR
+    from gliomaseg.segment.workflow import WEIGHTS_DIR
 
     for name in names:
         if not (WEIGHTS_DIR / f"{name}.pt").exists():

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomaseg.interpret.features import case_features, slice_features
-from gliomaseg.interpret.summary import (
+from gliomaseg.explain.features import case_features, slice_features
+from gliomaseg.explain.summary import (
     CATEGORIES,
     SIZE_WORDS,
     agreement_report,
@@ -26,7 +26,7 @@ from gliomaseg.interpret.summary import (
     summarise_case,
     summarise_slice,
 )
-from gliomaseg.synthetic import make_case
+from gliomaseg.synthetic.phantoms import make_case
 
 
 class HashEmbedder:
@@ -238,7 +238,7 @@ def test_agreement_report_counts(fake: HashEmbedder) -> None:
 @pytest.mark.slow
 def test_real_minilm_model_summaries() -> None:
     """The packaged all-MiniLM-L6-v2 (no download) gives 384-d unit vectors and safe text."""
-    from gliomaseg.interpret.summary import default_embedder
+    from gliomaseg.explain.summary import default_embedder
 
     embedder = default_embedder()
     texts = ["The tumour is large.", "This is a large lesion.", "The train leaves at noon."]

@@ -13,12 +13,12 @@ import pytest
 import tifffile
 from scipy import ndimage
 
-from gliomaseg.case import MODALITIES
-from gliomaseg.geometry import orientation_code, reorient
+from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.geometry import orientation_code, reorient
+from gliomaseg.core.labels import ED, ET, NCR
 from gliomaseg.io.tiff import LGG_AXES
 from gliomaseg.io.writers import LAYOUTS, write_layout
-from gliomaseg.labels import ED, ET, NCR
-from gliomaseg.synthetic import (
+from gliomaseg.synthetic.phantoms import (
     BRATS_AFFINE,
     SyntheticCase,
     grid_affine,
@@ -161,7 +161,7 @@ def test_mni_case_contrasts(mni_case: SyntheticCase) -> None:
 
 
 def test_mni_tissue_means(mni_case: SyntheticCase) -> None:
-    from gliomaseg.synthetic import _mni_anatomy
+    from gliomaseg.synthetic.phantoms import _mni_anatomy
 
     anatomy = _mni_anatomy(MNI_SHAPE, mni_case.affine)
     csf, gm, wm = (anatomy.probs[k] > 0.7 for k in range(3))

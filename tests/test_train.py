@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg.checkpoint import load_checkpoint
-from gliomaseg.cli import main
-from gliomaseg.train import TrainConfig, list_presets, load_config, train
+from gliomaseg.cli.main import main
+from gliomaseg.models.checkpoint import load_checkpoint
+from gliomaseg.train.loop import TrainConfig, list_presets, load_config, train
 
 SMALL = TINY_TRAIN
 

@@ -15,11 +15,10 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg import train as train_module
-from gliomaseg.checkpoint import load_checkpoint
-from gliomaseg.cli import _build_parser, has_default, main, walk_parsers
-from gliomaseg.runs import CheckpointClock, TrainingProgress, format_duration
-from gliomaseg.train import (
+from gliomaseg.cli.main import _build_parser, has_default, main, walk_parsers
+from gliomaseg.models.checkpoint import load_checkpoint
+from gliomaseg.train import loop as train_module
+from gliomaseg.train.loop import (
     TrainConfig,
     choose_preset,
     data_kind,
@@ -27,6 +26,7 @@ from gliomaseg.train import (
     slow_epoch_warning,
     train,
 )
+from gliomaseg.train.runs import CheckpointClock, TrainingProgress, format_duration
 
 #: Two short epochs of the tiny model: 2 x 6 steps, a cosine schedule.
 SHORT = {**TINY_TRAIN, "epochs": 2, "steps_per_epoch": 6, "batch_size": 4, "scheduler": "cosine"}
@@ -239,7 +239,7 @@ def test_resume_applies_device_and_same_values_with_a_message(short_run, capsys)
 
 def test_checkpoints_written_before_the_loss_sum_still_resume_and_extend(short_run):
     """Checkpoints of the previous code (no ``epoch_loss_sum`` in the state) keep working."""
-    from gliomaseg.checkpoint import save_checkpoint
+    from gliomaseg.models.checkpoint import save_checkpoint
 
     last = short_run / "checkpoints" / "last.pt"
     payload = load_checkpoint(last)
@@ -272,7 +272,7 @@ def test_without_validation_the_last_epoch_is_kept_and_said_so(synthetic_cache, 
 
 def test_default_preset_fits_the_data_and_the_device(synthetic_cache, tmp_path):
     from gliomaseg.io.writers import write_layout
-    from gliomaseg.synthetic import make_case
+    from gliomaseg.synthetic.phantoms import make_case
 
     assert data_kind(synthetic_cache) == "brats"
     assert data_kind(synthetic_cache.parent / "raw") == "brats"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.bundle import MeanEnsemble
-from gliomaseg.case import Case
-from gliomaseg.inference import predict_volume
-from gliomaseg.targets import TARGETS
-from gliomaseg.uncertainty import (
+from gliomaseg.core.case import Case
+from gliomaseg.core.targets import TARGETS
+from gliomaseg.models.ensemble import MeanEnsemble
+from gliomaseg.models.inference import predict_volume
+from gliomaseg.segment.uncertainty import (
     MAX_FLAGS,
     Disagreement,
     case_confidence,
@@ -128,7 +128,7 @@ def test_slice_numbers_follow_the_input_files_axis() -> None:
     affine = np.array(
         [[0.0, 0.0, -1.0, 0.0], [0.0, 1.0, 0.0, 0.0], [-2.0, 0.0, 0.0, 0.0], [0, 0, 0, 1.0]]
     )
-    from gliomaseg.geometry import to_canonical
+    from gliomaseg.core.geometry import to_canonical
 
     source = np.zeros((5, 6, 7), dtype=np.uint8)  # (slice, y, x) in the file
     source[1] = 1  # file slice 1 marked
@@ -178,8 +178,8 @@ def test_observing_variants_leaves_the_prediction_unchanged() -> None:
 
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
 def test_tumour_channel_matches_segment(kind: str) -> None:
-    from gliomaseg.segment import tumour_probability
-    from gliomaseg.uncertainty import tumour_channel
+    from gliomaseg.segment.uncertainty import tumour_channel
+    from gliomaseg.segment.workflow import tumour_probability
 
     target = TARGETS["classes4"] if kind == "softmax" else REGIONS
     probs = torch.rand(2, target.channels, 5, 6)

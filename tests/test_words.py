@@ -20,16 +20,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gliomaseg import explain
-from gliomaseg.interpret import summary as summary_module
-from gliomaseg.interpret.features import (
+from gliomaseg.core.labels import ED, ET, NCR
+from gliomaseg.explain import summary as summary_module
+from gliomaseg.explain import workflow as explain
+from gliomaseg.explain.features import (
     MAJOR_COMPONENT_FRACTION,
     OPENING_RADIUS_MM,
     case_features,
     opened_mask,
     slice_features,
 )
-from gliomaseg.interpret.summary import (
+from gliomaseg.explain.summary import (
     CASE_SIZE_BANDS_ML,
     DIFFUSE_BRAIN_FRACTION,
     DIFFUSE_EXTENT_MM,
@@ -43,7 +44,6 @@ from gliomaseg.interpret.summary import (
     summarise_case,
     summarise_slice,
 )
-from gliomaseg.labels import ED, ET, NCR
 
 
 class HashEmbedder:

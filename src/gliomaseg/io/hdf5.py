@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import InputError
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.labels import BRATS2020, onehot_to_internal
 from gliomaseg.io import limits
-from gliomaseg.labels import BRATS2020, onehot_to_internal
 
 H5_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 _NAME = re.compile(r"volume_(\d+)_slice_(\d+)$")

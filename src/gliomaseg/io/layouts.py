@@ -1,4 +1,4 @@
-"""Find the cases under a path and read each one into a canonical :class:`~gliomaseg.case.Case`.
+"""Find the cases under a path and read each one into a canonical :class:`~gliomaseg.core.case.Case`.
 
 Discovery (:func:`find_cases`) looks only at names and headers and returns :class:`CaseRef`
 records; reading (:func:`read_case`) loads voxels, checks them and reorients to RAS+.
@@ -36,9 +36,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from gliomaseg.case import MODALITIES, Case
-from gliomaseg.errors import InputError, one_line
-from gliomaseg.geometry import check_same_grid, to_canonical
+from gliomaseg.core.case import MODALITIES, Case
+from gliomaseg.core.errors import InputError, one_line
+from gliomaseg.core.geometry import check_same_grid, to_canonical
+from gliomaseg.core.labels import LGG, LabelScheme, get_scheme, guess_scheme
 from gliomaseg.io import hdf5, nifti, tiff
 from gliomaseg.io.naming import (
     FOUR_MODALITY_LAYOUTS,
@@ -50,7 +51,6 @@ from gliomaseg.io.naming import (
     naming_convention,
     stem,
 )
-from gliomaseg.labels import LGG, LabelScheme, get_scheme, guess_scheme
 
 log = logging.getLogger(__name__)
 

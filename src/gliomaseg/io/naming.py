@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gliomaseg.case import MODALITIES
+from gliomaseg.core.case import MODALITIES
 
 #: Token -> canonical modality.
 MODALITY_ALIASES: dict[str, str] = {

@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import InputError, one_line
+from gliomaseg.core.errors import InputError, one_line
 from gliomaseg.io import limits
 from gliomaseg.io.atomic import atomic_path
 

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from gliomaseg.errors import InputError, failure_message
+from gliomaseg.core.errors import InputError, failure_message
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
 
 MANIFEST_NAME = ".gliomaseg-manifest.json"

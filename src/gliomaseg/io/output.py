@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gliomaseg.case import Case
+from gliomaseg.core.case import Case
+from gliomaseg.core.labels import LabelScheme, get_scheme
 from gliomaseg.io import nifti
-from gliomaseg.labels import LabelScheme, get_scheme
 
 
 def write_segmentation(

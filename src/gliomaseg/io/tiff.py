@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.errors import InputError
+from gliomaseg.core.errors import InputError
 from gliomaseg.io import limits
 
 #: Directions of increasing row, column and slice number (see the module docstring).

@@ -1,9 +1,9 @@
 """Write a case in any supported on-disk layout (the inverse of the readers).
 
-Used to build test fixtures and demo data from :mod:`gliomaseg.synthetic` cases, and to export
+Used to build test fixtures and demo data from :mod:`gliomaseg.synthetic.phantoms` cases, and to export
 cases into other tools' layouts. Arrays are written in the case's own voxel order with its own
 affine (no reorientation); label maps are converted from internal codes with the layout's
-scheme (:meth:`gliomaseg.labels.LabelScheme.decode`). Every file is written atomically.
+scheme (:meth:`gliomaseg.core.labels.LabelScheme.decode`). Every file is written atomically.
 
 =============  =====================================================================
 layout         files (``<id>`` = ``case.case_id``)
@@ -46,12 +46,12 @@ import numpy as np
 import tifffile
 from numpy.typing import NDArray
 
-from gliomaseg.case import MODALITIES
-from gliomaseg.geometry import orientation_code, reorient
+from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.geometry import orientation_code, reorient
+from gliomaseg.core.labels import BRATS2020, BRATS2023, ED, ET, MSD, NCR, LabelScheme
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.io.tiff import LGG_AXES
-from gliomaseg.labels import BRATS2020, BRATS2023, ED, ET, MSD, NCR, LabelScheme
 
 LAYOUTS: tuple[str, ...] = ("brats2020", "brats2023", "upenn", "msd", "nnunet", "h5", "lgg-tiff")
 

@@ -189,7 +189,7 @@ class ModelConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        from gliomaseg.config import from_dict
+        from gliomaseg.core.config import from_dict
 
         return from_dict(cls, data, what="model config", tuples=("features",))
 
@@ -236,7 +236,7 @@ def check_input_size(config: ModelConfig, shape: Sequence[int]) -> None:
         raise ValueError(
             f"input spatial size {spatial} is not divisible by {multiple} ({config.name} with "
             f"features {config.features} halves it {multiple.bit_length() - 1} times); pad to "
-            f"a multiple of {multiple}, e.g. with gliomaseg.preprocess.pad_to_multiple(array, "
+            f"a multiple of {multiple}, e.g. with gliomaseg.prepare.preprocess.pad_to_multiple(array, "
             f"{multiple}) -> {padded}, and unpad the prediction"
         )
 

@@ -12,7 +12,7 @@ constructor arguments, registration order and parameter-creation order. So
 * its forward pass runs the same torch operations in the same order, so the outputs are
   bit-for-bit equal in train and eval mode (``tests/test_plain_unet.py`` checks this
   against MONAI for 2D and 3D, batch and instance norm, 0-2 residual units, dropout);
-* :func:`gliomaseg.inference.fuse_batch_norm` and channels-last conversion see the same
+* :func:`gliomaseg.models.inference.fuse_batch_norm` and channels-last conversion see the same
   ``conv`` / ``adn`` structure.
 
 Other MONAI options (other kernel sizes, activations, ADN orderings) are not mirrored.

@@ -11,7 +11,7 @@
 Pages embed every image as a base64 PNG data URI with inline style (and, for the tables, a few
 lines of inline script), so one file opens from disk with no network. ``build_*`` functions
 return the page without writing it. The submodules load lazily: importing this package (or
-:mod:`gliomaseg.report.commands`, the CLI glue) imports neither numpy nor matplotlib.
+:mod:`gliomaseg.cli.report`, the CLI glue) imports neither numpy nor matplotlib.
 """
 
 from __future__ import annotations

@@ -416,7 +416,7 @@ def _review_section(files: CaseFiles) -> list[Section]:
 def _volumes_section(
     files: CaseFiles, volumes: CaseVolumes, scores: dict[str, dict[str, float]] | None = None
 ) -> Section:
-    from gliomaseg.postprocess import region_volumes
+    from gliomaseg.segment.postprocess import region_volumes
 
     title = "Volumes"
     predicted = files.summary.get("volumes_ml") or {}
@@ -456,8 +456,8 @@ def _volumes_section(
 
 
 def _reference_table(scores: dict[str, dict[str, float]], spacing: tuple[float, ...]) -> str:
-    """Dice, HD95 and volumes per region against the reference (from gliomaseg.metrics)."""
-    from gliomaseg.metrics import EMPTY_POLICIES
+    """Dice, HD95 and volumes per region against the reference (from gliomaseg.evaluate.metrics)."""
+    from gliomaseg.evaluate.metrics import EMPTY_POLICIES
 
     rows = [
         [
@@ -485,7 +485,7 @@ def _reference_table(scores: dict[str, dict[str, float]], spacing: tuple[float, 
         "<h3>Agreement with the reference</h3>"
         + table(headers, rows, numeric=[False, False, True, True, True, True, True])
         + f'<p class="note">The segmentation file against the reference at its voxel size '
-        f"({esc(voxel)} mm), gliomaseg.metrics; difference = predicted - reference. Empty "
+        f"({esc(voxel)} mm), gliomaseg.evaluate.metrics; difference = predicted - reference. Empty "
         f"masks: {esc(EMPTY_POLICIES['brats'])}.</p>"
     )
 

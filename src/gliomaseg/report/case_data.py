@@ -10,7 +10,7 @@ Inputs of one case (all optional except the summary):
 * ``<id>_features.json``, ``<id>_explanation.json`` and ``<id>_mesh.png`` (``gliomaseg
   explain``), in the same folder or another one.
 
-Every volume is reoriented to canonical RAS+ (:func:`~gliomaseg.geometry.to_canonical`,
+Every volume is reoriented to canonical RAS+ (:func:`~gliomaseg.core.geometry.to_canonical`,
 flips and axis swaps only), where the summary's slice indices live. A missing or unreadable
 optional input is recorded as a note (shown as a warning), never an error.
 """
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.case import MODALITIES
-from gliomaseg.errors import InputError, one_line
-from gliomaseg.geometry import to_canonical
+from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.errors import InputError, one_line
+from gliomaseg.core.geometry import to_canonical
+from gliomaseg.core.labels import LabelScheme, guess_scheme
 from gliomaseg.io import nifti
-from gliomaseg.labels import LabelScheme, guess_scheme
 from gliomaseg.report.style import MODALITY_TITLES
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ MAX_REMOVED_FRACTION = 0.10
 class CaseFiles:
     """The files of one case report (``None`` where absent) and the parsed JSON.
 
-    ``explanation`` is the :func:`~gliomaseg.interpret.summary.summarise_case` output (taken
+    ``explanation`` is the :func:`~gliomaseg.explain.summary.summarise_case` output (taken
     out of ``gliomaseg explain``'s wrapper), ``explain_notes`` that wrapper's notes.
     """
 
@@ -177,7 +177,7 @@ def _case_summary(raw: Any) -> tuple[dict[str, Any] | None, list[str]]:
     """The ``summarise_case`` dict inside an explanation file, and the explain notes.
 
     ``gliomaseg explain`` wraps the summary (``{"summary": {...}, "notes": [...], ...}``); a
-    bare :func:`~gliomaseg.interpret.summary.summarise_case` output is accepted as well.
+    bare :func:`~gliomaseg.explain.summary.summarise_case` output is accepted as well.
     """
     if not isinstance(raw, dict):
         return None, []
@@ -254,7 +254,7 @@ def read_labels(
     path: Path, *, hint: str | None, force: str | None = None
 ) -> tuple[NDArray[np.uint8], NDArray[np.float64], LabelScheme]:
     """A label NIfTI as canonical internal codes, its canonical affine and its scheme."""
-    from gliomaseg.labels import get_scheme
+    from gliomaseg.core.labels import get_scheme
 
     raw, affine = nifti.read_label(path)
     if raw.ndim == 4 and raw.shape[-1] == 1:
@@ -527,17 +527,17 @@ def postprocessing_warnings(summary: dict[str, Any]) -> list[str]:
 def reference_scores(volumes: CaseVolumes) -> dict[str, dict[str, float]] | None:
     """Dice, HD95 and volumes of the prediction against the ``--reference`` label map.
 
-    :func:`gliomaseg.metrics.region_metrics` per region (WT, TC, ET; ``tumour`` for binary
+    :func:`gliomaseg.evaluate.metrics.region_metrics` per region (WT, TC, ET; ``tumour`` for binary
     predictions), at the case's voxel size, BraTS empty-mask policy.
 
     Returns:
-        Region -> :data:`gliomaseg.metrics.METRIC_NAMES` values, or ``None`` without both a
+        Region -> :data:`gliomaseg.evaluate.metrics.METRIC_NAMES` values, or ``None`` without both a
         prediction and a reference.
     """
     if volumes.prediction is None or volumes.reference is None:
         return None
-    from gliomaseg.labels import REGIONS
-    from gliomaseg.metrics import BINARY_REGIONS, region_metrics
+    from gliomaseg.core.labels import REGIONS
+    from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
 
     return region_metrics(
         volumes.prediction,

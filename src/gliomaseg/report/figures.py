@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.labels import REGIONS
+from gliomaseg.core.labels import REGIONS
 from gliomaseg.report.style import (
     CONTOUR_COLOURS,
     MODALITY_TITLES,

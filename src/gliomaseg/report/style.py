@@ -32,7 +32,7 @@ WORDS: dict[str, str] = {
     "mean": "mean over outputs",
 }
 
-#: Display names of the modalities (:data:`gliomaseg.case.MODALITIES`), in channel order.
+#: Display names of the modalities (:data:`gliomaseg.core.case.MODALITIES`), in channel order.
 MODALITY_TITLES: dict[str, str] = {
     "flair": "FLAIR",
     "t1": "T1",

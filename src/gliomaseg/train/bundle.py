@@ -1,0 +1,409 @@
+"""Shipping trained models: fold ensembles in one checkpoint, with a model card beside it.
+
+A bundled model is ``<name>.pt`` plus ``<name>.json`` (its model card). The checkpoint is an
+ordinary gliomaseg checkpoint (:mod:`gliomaseg.models.checkpoint`) whose ``state_dict`` holds every
+member of a :class:`MeanEnsemble` (keys ``members.<i>.``), with the learned weights stored as
+float16 to halve the download and loaded back into float32. Normalisation statistics
+(``running_mean``/``running_var``) and any tensor float16 cannot hold (beyond +-65504, where
+it would become inf) stay float32: batch-norm variances of a few million are common. Member ``i`` is the model trained with fold ``i`` held
+out, so the card's ``folds`` say which patients each member never saw: that is what
+``bench/accuracy.py`` needs to rerun the cross-validation of the shipped weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gliomaseg import __version__
+from gliomaseg.core.errors import InputError
+from gliomaseg.core.machine import machine_info
+from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    input_scale,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gliomaseg.prepare.workflow import load_index, network_axes
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return f"gliomaseg {__version__} (git {commit})"
+
+
+def bundle_runs(
+    run_dirs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    description: str,
+    command: str = "",
+    checkpoint: str = "last.pt",
+    card: dict[str, Any] | None = None,
+    hardware: dict[str, Any] | str | None = None,
+    postprocess: dict[str, float] | None = None,
+    cache: str | Path | None = None,
+) -> dict[str, Any]:
+    """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
+
+    Args:
+        run_dirs: One run folder per fold, any order; each must hold ``checkpoints/<checkpoint>``
+            and be trained from the same cache and config (only the fold may differ).
+        output: Destination ``.pt``; the card goes beside it with the suffix ``.json``.
+        description: One line for ``gliomaseg models``.
+        command: The commands that reproduce the training (stored in the card).
+        checkpoint: Which checkpoint of each run (``last.pt``: no selection on validation data).
+        hardware: Where it was trained (default: this machine).
+        postprocess: :class:`gliomaseg.segment.postprocess.PostprocessConfig` fields ``segment``
+            applies by default with this model (tune them with ``bench/accuracy.py``).
+        card: Further card fields (e.g. training data notes); metrics come from
+            ``bench/accuracy.py --update-card``.
+        cache: The runs' prepared cache (default: the path stored in the runs), read for each
+            fold's validation patients.
+
+    Returns:
+        The model card.
+
+    Raises:
+        ValueError: runs of different configs, models or data, or a repeated fold.
+        InputError: the prepared cache is not found (without it the card cannot say which
+            patients each member never saw).
+    """
+    loaded = [(Path(r), load_checkpoint(Path(r) / "checkpoints" / checkpoint)) for r in run_dirs]
+    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
+    runs = [run for run, _ in loaded]
+    payloads = [payload for _, payload in loaded]
+    first = payloads[0]
+    keys = ("model_config", "target", "modalities", "context")
+    for run, p in loaded:
+        for key in keys:
+            if p.get(key) != first.get(key):
+                raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
+        if network_axes(p) != network_axes(first):
+            raise ValueError(
+                f"{run}: trained on arrays in another orientation ({network_axes(p)}, not "
+                f"{network_axes(first)}: a cache from another gliomaseg version); retrain it"
+            )
+        if input_scale(p) != input_scale(first):
+            raise ValueError(
+                f"{run}: its input_scale differs from the other runs; bundle one config"
+            )
+    folds_used = [int(p["train_config"]["fold"]) for p in payloads]
+    if len(set(folds_used)) != len(folds_used):
+        raise ValueError(f"runs repeat a fold ({folds_used}); pass one run per fold")
+    state: dict[str, torch.Tensor] = {}
+    for i, p in enumerate(payloads):
+        for k, v in p["state_dict"].items():
+            state[f"members.{i}.{k}"] = _compact(k, v)
+    cache = Path(cache if cache is not None else first["data"])
+    if not (cache / "index.json").exists():
+        raise InputError(
+            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
+            "validation patients); pass --cache CACHE"
+        )
+    folds = []
+    index = load_index(cache)
+    for p in payloads:
+        fold = int(p["train_config"]["fold"])
+        val = index["folds"][fold]["val"] if index and 0 <= fold < len(index["folds"]) else []
+        folds.append({"fold": fold, "val_patients": val})
+    train_config = dict(first["train_config"])
+    train_config.pop("fold", None)
+    training = training_cases(runs, payloads, cache=cache)
+    trained = set(training.get("training_cases") or [])
+    for alias, case_id in ((card or {}).get("training_case_aliases") or {}).items():
+        if case_id not in trained:
+            raise InputError(
+                f"alias {alias}={case_id}: {case_id} is not a training case of the runs"
+            )
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "ensemble": len(payloads),
+        "state_dict": state,
+        "model_config": first["model_config"],
+        "target": first["target"],
+        "modalities": first["modalities"],
+        "context": first["context"],
+        "input_scale": input_scale(first),
+        "train_config": train_config,
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
+        "folds": folds,
+        "postprocess": dict(postprocess or {}),
+        **training,
+    }
+    output = Path(output)
+    save_checkpoint(output, payload)
+    model_card: dict[str, Any] = {
+        "name": output.stem,
+        "description": description,
+        "architecture": first["model_config"],
+        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
+        "input_channels": list(first["modalities"]),
+        "context_slices_each_side": first["context"],
+        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
+        "input_scale": input_scale(first),
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
+        "target": first["target"],
+        "training_config": train_config,
+        "training_command": command,
+        "postprocessing": dict(postprocess or {}),
+        "folds": folds,
+        **training,
+        "training_seconds": [_train_seconds(run) for run in runs],
+        "hardware": hardware or machine_info(),
+        "date": date.today().isoformat(),
+        "code_version": _code_version(),
+        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
+        **(card or {}),
+    }
+    trained = set(model_card.get("training_cases") or [])
+    for alias, case_id in (model_card.get("training_case_aliases") or {}).items():
+        if case_id not in trained:
+            raise InputError(
+                f"alias {alias}={case_id}: {case_id} is not a training case of these runs"
+            )
+    write_json_atomic(output.with_suffix(".json"), model_card)
+    return model_card
+
+
+#: Largest magnitude stored as float16 (its maximum finite value is 65504).
+_FLOAT16_MAX = 6.0e4
+
+
+def _compact(name: str, value: torch.Tensor) -> torch.Tensor:
+    """float16 for learned floating tensors that fit it; float32 for statistics and the rest."""
+    if not value.is_floating_point():
+        return value
+    if name.endswith(("running_mean", "running_var")) or (
+        value.numel() and float(value.abs().max()) > _FLOAT16_MAX
+    ):
+        return value.float()
+    return value.half()
+
+
+#: What ``segment`` says when a case is one the model was trained on.
+TRAINING_CASE_NOTE = (
+    "this case was used to train the model; its scores are not an independent measure"
+)
+
+
+def _run_cache(run: Path, data: str | None, *, name: str = "cache") -> Path | None:
+    """The prepared cache a run trained from: ``data`` itself when it is one, else the
+    cache ``train`` prepared inside the run folder (``run/<name>``); None when gone."""
+    if data and (Path(data) / "index.json").exists():
+        return Path(data)
+    if (run / name / "index.json").exists():
+        return run / name
+    return None
+
+
+def training_cases(
+    runs: Sequence[Path], payloads: Sequence[dict[str, Any]], *, cache: Path | None = None
+) -> dict[str, list[str] | None]:
+    """Case ids and patients any member trained on, read from each run's prepared cache.
+
+    Each member's training split is recomputed exactly as ``train`` made it (the cache's
+    patient-level folds without the member's validation fold, or every labelled case for
+    fold -1), plus every labelled case of its ``extra_data`` cache.
+
+    Args:
+        runs: Run folders, one per member.
+        payloads: Their checkpoints (``data``, ``train_config``).
+        cache: The runs' prepared cache when known (``bundle --cache``); default: each run's
+            ``data`` when it is a cache, else the cache ``train`` prepared in the run folder.
+
+    Returns:
+        ``{"training_cases": [...], "training_patients": [...]}`` sorted; both None when a
+        run's cache (or extra-data cache) is no longer where training left it.
+    """
+    from gliomaseg.train.loop import TrainConfig, _split
+
+    cases: set[str] = set()
+    patients: set[str] = set()
+    for run, payload in zip(runs, payloads, strict=True):
+        config = payload["train_config"]
+        main = cache if cache is not None else _run_cache(run, payload.get("data"))
+        sources = [(main, int(config.get("fold", 0)))]
+        if config.get("extra_data"):  # joins training whole, never validation
+            sources.append((_run_cache(run, config["extra_data"], name="extra_cache"), -1))
+        for source, fold in sources:
+            if source is None:
+                return {"training_cases": None, "training_patients": None}
+            ids, _ = _split(source, TrainConfig(fold=fold))  # the very split train used
+            by_id = {
+                c["case_id"]: c.get("patient") or c["case_id"] for c in load_index(source)["cases"]
+            }
+            cases.update(ids)
+            patients.update(by_id[i] for i in ids)
+    return {"training_cases": sorted(cases), "training_patients": sorted(patients)}
+
+
+def model_training_cases(model_path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A model's training cases: from its card beside it (``<model>.json``), else the checkpoint.
+
+    Returns:
+        ``training_cases``, ``training_patients`` (lists, or None when the model does not
+        record them) and ``training_case_aliases`` (other names of trained cases, e.g. the
+        same patient in another release's naming: alias -> trained id).
+    """
+    card: dict[str, Any] = {}
+    path = Path(model_path).with_suffix(".json")
+    if path.is_file():
+        try:
+            card = read_card(path)
+        except (OSError, ValueError):
+            card = {}
+    source = card if card.get("training_cases") is not None else meta
+    return {
+        "training_cases": source.get("training_cases"),
+        "training_patients": source.get("training_patients"),
+        "training_case_aliases": dict(source.get("training_case_aliases") or {}),
+    }
+
+
+def training_case_record(
+    training: dict[str, Any], case_id: str, patient: str = ""
+) -> dict[str, Any]:
+    """Whether a case (or its patient) is one the model was trained on: the summary field.
+
+    Returns:
+        ``{"used_to_train_model": True/False/None, "matched": id or None, "note": text or
+        None}``; None (unknown) when the model records no training cases.
+    """
+    cases = training.get("training_cases")
+    if cases is None:
+        return {
+            "used_to_train_model": None,
+            "matched": None,
+            "note": "the model records no training cases (bundled before they were recorded)",
+        }
+    aliases = training.get("training_case_aliases") or {}
+    known = set(cases) | set(training.get("training_patients") or [])
+    for name in dict.fromkeys(n for n in (case_id, patient) if n):
+        if name in known:
+            return {"used_to_train_model": True, "matched": name, "note": TRAINING_CASE_NOTE}
+        if name in aliases:
+            return {
+                "used_to_train_model": True,
+                "matched": f"{aliases[name]} (same patient as {name})",
+                "note": TRAINING_CASE_NOTE,
+            }
+    return {"used_to_train_model": False, "matched": None, "note": None}
+
+
+def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
+    offsets = range(-context, context + 1)
+    return [f"{m}[z{o:+d}]" if context else m for o in offsets for m in modalities]
+
+
+def _train_seconds(run_dir: Path) -> float:
+    metrics = run_dir / "metrics.csv"
+    if not metrics.exists():
+        return 0.0
+    lines = metrics.read_text().splitlines()
+    col = lines[0].split(",").index("seconds")
+    return round(sum(float(line.split(",")[col]) for line in lines[1:]), 1)
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A model card (``<name>.json``)."""
+    return dict(json.loads(Path(path).read_text()))
+
+
+def train_folds(
+    config: Any,
+    data: str | Path,
+    output: str | Path,
+    *,
+    description: str,
+    command: str = "",
+    progress: bool = True,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """Train one run per cross-validation fold, then bundle them (one command per model).
+
+    Runs go to ``output/fold<k>``; a finished fold is kept and an interrupted one resumed,
+    so rerunning the same command continues where it stopped (with a larger
+    ``config.epochs``, the folds are extended). The ensemble and its card are written to
+    ``output/model.pt`` and ``output/model.json``.
+
+    Args:
+        config: :class:`gliomaseg.train.loop.TrainConfig`; its ``fold`` is ignored.
+        data: Dataset folder or prepared cache (the folds are the cache's).
+        train_options: Passed to :func:`gliomaseg.train.loop.train` (``checkpoint_minutes``,
+            ``log_every``).
+    """
+    from dataclasses import replace
+
+    from gliomaseg.train.loop import resolve_data, train
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    cache = resolve_data(data, output, progress=progress)
+    n_folds = len(load_index(cache).get("folds") or [])
+    if n_folds < 2:
+        raise ValueError(f"{cache}: needs at least 2 folds for cross-validation; prepare --folds 5")
+    runs = []
+    for fold in range(n_folds):
+        run = output / f"fold{fold}"
+        last = run / "checkpoints" / "last.pt"
+        state = load_checkpoint(last)["state"] if last.exists() else {}
+        if state and (state["epoch"] >= config.epochs or state["stopped_early"]):
+            runs.append(run)
+            continue
+        if last.exists():
+            changes = {"epochs": config.epochs}
+            train(None, None, run, resume=True, changes=changes, progress=progress, **train_options)
+        else:
+            train(replace(config, fold=fold), cache, run, progress=progress, **train_options)
+        runs.append(run)
+    return bundle_runs(runs, output / "model.pt", description=description, command=command)
+
+
+def card_lines(path: str | Path) -> list[str]:
+    """What ``gliomaseg models`` prints for one model card."""
+    card = read_card(path)
+    lines = [f"{card['name']}: {card.get('description', '')}"]
+    factor = card.get("input_scale", 1)
+    scale = f" at {factor:g}x in-plane resolution" if factor != 1 else ""
+    lines.append(
+        f"  input: {', '.join(card.get('input_channels', []))}"
+        f" (+{card.get('context_slices_each_side', 0)} neighbouring slice(s) each side)"
+        f"{scale}"
+        f"; output: {', '.join(card.get('target', {}).get('names', []))}"
+    )
+    lines.append(f"  {card.get('ensemble', 'single model')}; trained {card.get('date', '?')}")
+    cv = card.get("cross_validation")
+    if cv:
+        parts = []
+        for region, stats in cv["per_patient_3d"].items():
+            dice = stats["dice"]
+            parts.append(f"{region} {dice['mean']:.3f} mean / {dice['median']:.3f} median")
+        lines.append(
+            f"  cross-validation Dice over {cv['n_patients']} patients: {'; '.join(parts)}"
+            f" (measured {cv['measured'][:10]})"
+        )
+    else:
+        lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
+    if card.get("training_cases") is not None:
+        lines.append(
+            f"  trained on {len(card['training_cases'])} cases (training_cases in the card; "
+            "segment marks them)"
+        )
+    return lines
