@@ -230,7 +230,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_segment)
 
     p = sub.add_parser("evaluate", help="Dice, IoU, HD95... of predictions against references")
-    from gliomaseg.evaluate import workflow as evaluate
+    from gliomaseg.cli import evaluate
 
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
