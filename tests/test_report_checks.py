@@ -17,7 +17,7 @@ from gliomaseg.core.labels import ED, ET, NCR
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.report import build_case_report
-from gliomaseg.report.case_data import MAX_REMOVED_FRACTION, postprocessing_warnings
+from gliomaseg.report.checks import MAX_REMOVED_FRACTION, postprocessing_warnings
 from gliomaseg.segment.postprocess import PostprocessConfig, postprocess, region_volumes
 
 AFFINE = np.array(
