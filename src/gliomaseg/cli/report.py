@@ -2,7 +2,7 @@
 
 Each command has ``add_*_arguments(parser)`` and ``run_*(args) -> int`` (0 ok, 2 bad input
 with one line on stderr naming the file and the fix). Only the standard library (and the
-stdlib-only ``gliomaseg.core.errors``) is imported here; the report modules (numpy, nibabel,
+stdlib-only ``gliomaseg.core.errors`` and ``gliomaseg.io.outputs``) is imported here; the report modules (numpy, nibabel,
 matplotlib) load when a command runs, so ``gliomaseg --help`` stays instant.
 """
 
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gliomaseg.core.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
+from gliomaseg.io.outputs import case_report_path
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _output_for(output: Path | None, case_id: str) -> Path | None:
     """``-o``: a ``.html`` file for one case; anything else is a folder of ``<id>_report.html``."""
     if output is None or output.suffix.lower() == ".html":
         return output
-    return output / f"{case_id}_report.html"
+    return case_report_path(case_id, output)
 
 
 # --------------------------------------------------------------------------- report-cohort
