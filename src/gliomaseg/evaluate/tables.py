@@ -110,6 +110,23 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _summary(rows: list[dict[str, Any]], *, mode: str, empty: str) -> dict[str, Any]:
+    """The statistics part of ``summary.json`` (the caller adds the lists, in key order)."""
+    regions = result_keys(mode)
+    return {
+        "n_cases": len(rows),
+        "mode": mode,
+        "regions": regions,
+        "empty_policy": {"name": empty, "rule": EMPTY_POLICIES[empty]},
+        "statistics": {"std_ddof": 1, "nan": "skipped; n counts the values used"},
+        "metrics": {
+            region: {m: summary_statistics(r[f"{region}_{m}"] for r in rows) for m in METRIC_NAMES}
+            for region in regions
+        },
+        "cases": [r["case_id"] for r in rows],
+    }
+
+
 def write_outputs(
     out_dir: Path,
     *,
@@ -124,7 +141,6 @@ def write_outputs(
     trained: list[str] | None = None,
 ) -> EvaluationResult:
     columns = _columns(mode)
-    regions = result_keys(mode)
     # Written afresh on every run, but never over a file gliomaseg did not write.
     OutputFolder(out_dir, overwrite=True).claim(
         *(out_dir / name for name in (PER_CASE_CSV, PER_SLICE_CSV, EVALUATION_SUMMARY))
@@ -138,25 +154,14 @@ def write_outputs(
         write_text_atomic(
             per_slice, _csv_text(slice_rows, ["case_id", "region", "slice", *SLICE_COLUMNS])
         )
-    summary = {
-        "n_cases": len(rows),
-        "mode": mode,
-        "regions": regions,
-        "empty_policy": {"name": empty, "rule": EMPTY_POLICIES[empty]},
-        "statistics": {"std_ddof": 1, "nan": "skipped; n counts the values used"},
-        "metrics": {
-            region: {m: summary_statistics(r[f"{region}_{m}"] for r in rows) for m in METRIC_NAMES}
-            for region in regions
-        },
-        "cases": [r["case_id"] for r in rows],
-        "missing_predictions": missing_pred,
-        "missing_references": missing_ref,
-        "used_to_train_model": list(trained or []),
-        "errors": [{"case_id": k, "error": v} for k, v in errors.items()],
-        "files": {
-            "per_case": per_case and per_case.name,
-            "per_slice": per_slice and per_slice.name,
-        },
+    summary = _summary(rows, mode=mode, empty=empty)
+    summary["missing_predictions"] = missing_pred
+    summary["missing_references"] = missing_ref
+    summary["used_to_train_model"] = list(trained or [])
+    summary["errors"] = [{"case_id": k, "error": v} for k, v in errors.items()]
+    summary["files"] = {
+        "per_case": per_case and per_case.name,
+        "per_slice": per_slice and per_slice.name,
     }
     summary_json = out_dir / EVALUATION_SUMMARY
     write_json_atomic(summary_json, summary)

@@ -249,6 +249,7 @@ def _script_json(value: Any) -> str:
 
 def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
     """The section body: controls, canvas, data, the bundle and the viewer script."""
+    # Long: one HTML template with its controls; splitting it would scatter the markup.
     images = "".join(
         f'<label><input type="radio" name="viewer-image" value="{k}"{" checked" if k == 0 else ""}>'
         f" {esc(im['title'])}</label>"
