@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from gliomaseg.core.labels import REGIONS
-from gliomaseg.evaluate.metrics import BINARY_REGIONS, EMPTY_POLICIES, METRIC_NAMES, label_key
+from gliomaseg.evaluate.metrics import (
+    BINARY_REGIONS,
+    EMPTY_POLICIES,
+    METRIC_NAMES,
+    SLICE_METRIC_NAMES,
+    label_key,
+)
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
 from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.outputs import EVALUATION_SUMMARY, PER_CASE_CSV, PER_SLICE_CSV
@@ -23,12 +29,7 @@ SLICE_COLUMNS: tuple[str, ...] = (
     "tp",
     "fp",
     "fn",
-    "dice",
-    "iou",
-    "precision",
-    "recall",
-    "specificity",
-    "f1",
+    *SLICE_METRIC_NAMES,
     "pred_area_mm2",
     "ref_area_mm2",
 )

@@ -9,8 +9,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 EmptyPolicy = Literal["brats", "nan"]
-
-
 EMPTY_POLICIES: dict[str, str] = {
     "brats": (
         "BraTS: a 0/0 ratio is 1 when both masks are empty, else 0; HD95 is 0 mm when both "
@@ -18,12 +16,8 @@ EMPTY_POLICIES: dict[str, str] = {
     ),
     "nan": "undefined values (0/0 ratios, HD95 with an empty mask) are NaN and skipped by means",
 }
-
-
 #: Region for binary data (LGG FLAIR abnormality): tumour = any non-zero internal label.
 BINARY_REGIONS: dict[str, tuple[int, ...]] = {"tumour": (1, 2, 3)}
-
-
 #: Per-region metrics returned by :func:`region_metrics`, in column order.
 METRIC_NAMES: tuple[str, ...] = (
     "dice",
@@ -37,8 +31,6 @@ METRIC_NAMES: tuple[str, ...] = (
     "pred_volume_ml",
     "ref_volume_ml",
 )
-
-
 #: Metrics computed per slice by :func:`slice_metrics` (counts-based only).
 SLICE_METRIC_NAMES: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "f1")
 
