@@ -286,6 +286,8 @@ def _load_modality(name: str, path: Path, out: CaseVolumes) -> None:
     except (ValueError, FileNotFoundError) as err:
         out.notes.append(f"{title} not shown: {one_line(err)}")
         return
+    if data.ndim == 2:  # a single-slice export: one axial slice, as segment reads it
+        data = data[..., None]
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
