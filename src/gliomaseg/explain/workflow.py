@@ -550,9 +550,9 @@ def load_segmentation(
         ValueError: ``seg`` is an image rather than labels, its values fit no scheme, or its
             grid differs from the images'.
     """
-    from gliomaseg.io.outputs import strip_seg_suffix
     from gliomaseg.io.layouts import read_case
     from gliomaseg.io.naming import stem
+    from gliomaseg.io.outputs import strip_seg_suffix
 
     path = Path(seg)
     cid = case_id or strip_seg_suffix(stem(path))
