@@ -141,6 +141,8 @@ def write_outputs(
     errors: dict[str, str],
     trained: list[str] | None = None,
 ) -> EvaluationResult:
+    """Write ``per_case.csv`` / ``per_slice.csv`` (the asked ``views``) and ``summary.json``
+    atomically into ``out_dir``, never over a file gliomaseg did not write."""
     columns = _columns(mode)
     # Written afresh on every run, but never over a file gliomaseg did not write.
     OutputFolder(out_dir, overwrite=True).claim(

@@ -338,6 +338,7 @@ def _check_options(
 
 
 def preview(ids: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` ids, comma-separated, with how many more (``"none"`` for no id)."""
     if not ids:
         return "none"
     more = f" and {len(ids) - n} more" if len(ids) > n else ""

@@ -36,6 +36,7 @@ def _row_titles(files: CaseFiles, slices: list[int]) -> list[str]:
 
 
 def slices_section(files: CaseFiles, volumes: CaseVolumes, slices: list[int]) -> Section:
+    """``slices``: each modality at the chosen slices with the masks outlined."""
     title = "Modalities at the flagged slices"
     if not volumes.images:
         return Section("slices", title, omitted="no input image could be read (see warnings)")
@@ -93,6 +94,7 @@ def output_names(summary: dict[str, Any], k: int) -> tuple[list[str], bool]:
 
 
 def probability_section(files: CaseFiles, volumes: CaseVolumes, slices: list[int]) -> Section:
+    """``probability``: each network output's probability at the chosen slices."""
     title = "Probability map"
     if files.probs is None:
         return Section(
@@ -130,6 +132,7 @@ def probability_section(files: CaseFiles, volumes: CaseVolumes, slices: list[int
 
 
 def slice_chart_section(files: CaseFiles, slices: list[int]) -> Section:
+    """``slice-probability``: the maximum tumour probability of every axial slice."""
     title = "Tumour probability per slice"
     entries = files.summary.get("slices") or []
     if not entries:
@@ -161,6 +164,7 @@ def slice_chart_section(files: CaseFiles, slices: list[int]) -> Section:
 
 
 def render_section(files: CaseFiles) -> Section:
+    """``render``: the 3D surface views of ``gliomaseg explain``."""
     title = "3D render"
     if files.mesh_png is None:
         return Section(

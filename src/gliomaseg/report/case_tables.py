@@ -22,6 +22,7 @@ _REGION_ROWS = (("WT", "region"), ("TC", "region"), ("ET", "region"))
 
 
 def overview_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
+    """``overview``: the case's key facts from its summary."""
     s = files.summary
     vol = s.get("volumes_ml") or {}
     items: list[tuple[str, Any]] = [
@@ -57,6 +58,7 @@ def _postprocessing_text(record: Any) -> str | None:
 
 
 def warnings_section(warnings: list[str]) -> Section:
+    """``warnings``: one line per warning, or a note that there is none."""
     if not warnings:
         return Section("warnings", "Warnings", '<p class="ok">No warnings.</p>')
     items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
@@ -96,6 +98,8 @@ def review_section(files: CaseFiles) -> list[Section]:
 def volumes_section(
     files: CaseFiles, volumes: CaseVolumes, scores: dict[str, dict[str, float]] | None = None
 ) -> Section:
+    """``volumes``: predicted (and reference) volumes per label and region, with the
+    agreement table when a reference was given, and the location and extent."""
     title = "Volumes"
     predicted = files.summary.get("volumes_ml") or {}
     if not predicted:
@@ -185,6 +189,7 @@ def _geometry_table(summary: dict[str, Any]) -> str:
 
 
 def features_section(files: CaseFiles) -> Section:
+    """``features``: the shape features of ``gliomaseg explain`` with their meaning."""
     title = "Shape features"
     feats = files.features
     if not isinstance(feats, dict):
@@ -208,6 +213,7 @@ def features_section(files: CaseFiles) -> Section:
 
 
 def summary_section(files: CaseFiles) -> Section:
+    """``summary``: the plain-language summary of ``gliomaseg explain`` and its evidence."""
     title = "Plain-language summary"
     expl = files.explanation
     if not isinstance(expl, dict) or not expl.get("sentences"):
@@ -274,6 +280,7 @@ def evidence_text(evidence: Any) -> str:
 
 
 def inputs_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
+    """``inputs``: the input files and the brain intensity percentiles of each modality."""
     inputs = files.summary.get("inputs") or {}
     file_rows = [[role, str(path)] for role, path in inputs.items()]
     stats = intensity_stats(volumes.images)

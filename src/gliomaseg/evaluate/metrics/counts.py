@@ -58,6 +58,7 @@ class Counts:
 
 
 def check_policy(empty: str) -> None:
+    """Raise ValueError naming the known policies when ``empty`` is not one of them."""
     if empty not in EMPTY_POLICIES:
         raise ValueError(
             f"unknown empty-mask policy '{empty}'; choose one of {list(EMPTY_POLICIES)}"
@@ -65,6 +66,7 @@ def check_policy(empty: str) -> None:
 
 
 def pair(pred: ArrayLike, ref: ArrayLike) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Two masks as booleans; ValueError when their shapes differ."""
     p = np.asarray(pred).astype(bool, copy=False)
     r = np.asarray(ref).astype(bool, copy=False)
     if p.shape != r.shape:

@@ -14,6 +14,7 @@ from gliomaseg.evaluate.metrics.counts import EmptyPolicy, check_policy, pair
 
 
 def check_spacing(spacing: Sequence[float] | ArrayLike, ndim: int) -> NDArray[np.float64]:
+    """One positive finite voxel size (mm) per axis of an ``ndim`` mask (a scalar is broadcast)."""
     sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
     if sp.size == 1:
         sp = np.repeat(sp, ndim)
@@ -74,6 +75,7 @@ def hd95_masks(
     empty: str,
     diagonal: float,
 ) -> float:
+    """HD95 of two boolean masks already checked (``sp``: one voxel size per axis)."""
     has_p, has_r = bool(p.any()), bool(r.any())
     if not (has_p and has_r):
         if empty == "nan":
