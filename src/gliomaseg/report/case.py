@@ -12,7 +12,6 @@ lack of input, with a note saying which file is missing and which command writes
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from gliomaseg.report.case_tables import (
 )
 from gliomaseg.report.checks import case_warnings, reference_scores
 from gliomaseg.report.framing import choose_slices, crop_in_plane
-from gliomaseg.report.html import Figure, Section, all_figures, render_page, write_page
+from gliomaseg.report.html import Report, all_figures, render_page, write_page
 from gliomaseg.report.viewer import viewer_section
 
 log = logging.getLogger(__name__)
@@ -53,18 +52,6 @@ CASE_SECTIONS: tuple[str, ...] = (
     "render",
     "inputs",
 )
-
-
-@dataclass
-class Report:
-    """A rendered page: the HTML, its figures (for ``--figures``), its warnings and, with a
-    reference, the scores against it (:func:`~gliomaseg.report.checks.reference_scores`)."""
-
-    html: str
-    figures: list[Figure] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    sections: list[Section] = field(default_factory=list)
-    reference_scores: dict[str, dict[str, float]] | None = None
 
 
 def build_case_report(

@@ -17,16 +17,14 @@ from typing import Any
 
 from gliomaseg.io.outputs import COHORT_REPORT, EVALUATION_SUMMARY, PER_CASE_CSV, case_report_path
 from gliomaseg.report import figures as figs
-from gliomaseg.report.case import Report
 from gliomaseg.report.html import (
     Figure,
+    Report,
     Section,
-    all_figures,
     definition_list,
     esc,
     fmt,
-    render_page,
-    resource_text,
+    sortable_report,
     table,
     write_page,
 )
@@ -127,13 +125,11 @@ def build_cohort_report(
         _worst(rows, regions, links, case_reports),
         _per_case(rows, regions, links),
     ]
-    page = render_page(
+    return sortable_report(
         title="Cohort evaluation",
         subtitle=f"{len(rows)} case(s) from {Path(eval_dir).resolve()}",
         sections=sections,
-        script=resource_text("report_sortable.html"),
     )
-    return Report(html=page, figures=all_figures(sections), sections=sections)
 
 
 def write_cohort_report(

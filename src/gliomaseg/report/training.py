@@ -17,16 +17,14 @@ from typing import Any
 
 from gliomaseg.io.outputs import CHECKPOINT_DIR, RUN_CONFIG, RUN_METRICS, TRAINING_REPORT
 from gliomaseg.report import figures as figs
-from gliomaseg.report.case import Report
 from gliomaseg.report.html import (
     Figure,
+    Report,
     Section,
-    all_figures,
     definition_list,
     esc,
     fmt,
-    render_page,
-    resource_text,
+    sortable_report,
     table,
     write_page,
 )
@@ -126,13 +124,11 @@ def build_training_report(run_dir: str | Path) -> Report:
         _config(config, run_dir),
     ]
     name = (config or {}).get("name") or Path(run_dir).resolve().name
-    page = render_page(
+    return sortable_report(
         title=f"Training run: {name}",
         subtitle=str((config or {}).get("description") or Path(run_dir).resolve()),
         sections=sections,
-        script=resource_text("report_sortable.html"),
     )
-    return Report(html=page, figures=all_figures(sections), sections=sections)
 
 
 def write_training_report(
