@@ -10,7 +10,7 @@ bf16 autocast and channels-last, as ``train.py`` does.
 
 By default one random batch is reused every step, so the numbers are the network's alone.
 ``--cache CACHE`` trains through the real data path instead (``SliceDataset`` and
-``EpochSampler`` over a prepared cache, as ``train._loader`` builds them) and also reports
+``EpochSampler`` over a prepared cache, as ``gliomaseg.train.builders.make_loader`` builds them) and also reports
 the time spent waiting for batches. Timings are reported, never asserted; the load average
 is recorded because other work on the machine changes them.
 
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, device: str) -> Any:
-    from gliomaseg.train.loop import TrainConfig
+    from gliomaseg.train.config import TrainConfig
 
     # Only the model width, slice size and batch differ from TrainConfig's defaults;
     # fold -1 trains on every labelled case of a --cache (no validation split needed).
@@ -158,7 +158,8 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     import torch
 
     from gliomaseg.models import count_parameters
-    from gliomaseg.train.loop import _channels, _loader, _split, _step, build_from_config
+    from gliomaseg.train.builders import build_from_config, cache_channels, make_loader, split_cases
+    from gliomaseg.train.loop import _step
     from gliomaseg.train.losses import LossConfig, build_loss
 
     torch.set_num_threads(args.threads)
@@ -172,9 +173,9 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         batch = _random_batch(config, n_channels, args.seed)
         batches = [{k: v.to(device) for k, v in batch.items()}] * total
     else:
-        channels, modalities = _channels(args.cache, config)
-        train_ids, _ = _split(args.cache, config)
-        loader, sampler = _loader(args.cache, train_ids, config, channels, 0, 1)
+        channels, modalities = cache_channels(args.cache, config)
+        train_ids, _ = split_cases(args.cache, config)
+        loader, sampler = make_loader(args.cache, train_ids, config, channels, 0, 1)
         sampler.set_epoch(0)
         batches, n_channels = loader, len(modalities)
     model, _ = build_from_config(config, n_channels)

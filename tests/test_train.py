@@ -17,7 +17,8 @@ import torch
 from conftest import TINY_TRAIN
 from gliomaseg.cli.main import main
 from gliomaseg.models.checkpoint import load_checkpoint
-from gliomaseg.train.loop import TrainConfig, list_presets, load_config, train
+from gliomaseg.train.config import TrainConfig, list_presets, load_config
+from gliomaseg.train.loop import train
 
 SMALL = TINY_TRAIN
 

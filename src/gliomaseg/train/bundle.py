@@ -32,6 +32,8 @@ from gliomaseg.models.checkpoint import (
     save_checkpoint,
 )
 from gliomaseg.prepare.workflow import load_index, network_axes
+from gliomaseg.train.builders import split_cases
+from gliomaseg.train.config import TrainConfig
 
 
 def _code_version() -> str:
@@ -232,8 +234,6 @@ def training_cases(
         ``{"training_cases": [...], "training_patients": [...]}`` sorted; both None when a
         run's cache (or extra-data cache) is no longer where training left it.
     """
-    from gliomaseg.train.loop import TrainConfig, _split
-
     cases: set[str] = set()
     patients: set[str] = set()
     for run, payload in zip(runs, payloads, strict=True):
@@ -245,7 +245,7 @@ def training_cases(
         for source, fold in sources:
             if source is None:
                 return {"training_cases": None, "training_patients": None}
-            ids, _ = _split(source, TrainConfig(fold=fold))  # the very split train used
+            ids, _ = split_cases(source, TrainConfig(fold=fold))  # the very split train used
             by_id = {
                 c["case_id"]: c.get("patient") or c["case_id"] for c in load_index(source)["cases"]
             }
@@ -324,86 +324,3 @@ def _train_seconds(run_dir: Path) -> float:
 def read_card(path: str | Path) -> dict[str, Any]:
     """A model card (``<name>.json``)."""
     return dict(json.loads(Path(path).read_text()))
-
-
-def train_folds(
-    config: Any,
-    data: str | Path,
-    output: str | Path,
-    *,
-    description: str,
-    command: str = "",
-    progress: bool = True,
-    **train_options: Any,
-) -> dict[str, Any]:
-    """Train one run per cross-validation fold, then bundle them (one command per model).
-
-    Runs go to ``output/fold<k>``; a finished fold is kept and an interrupted one resumed,
-    so rerunning the same command continues where it stopped (with a larger
-    ``config.epochs``, the folds are extended). The ensemble and its card are written to
-    ``output/model.pt`` and ``output/model.json``.
-
-    Args:
-        config: :class:`gliomaseg.train.loop.TrainConfig`; its ``fold`` is ignored.
-        data: Dataset folder or prepared cache (the folds are the cache's).
-        train_options: Passed to :func:`gliomaseg.train.loop.train` (``checkpoint_minutes``,
-            ``log_every``).
-    """
-    from dataclasses import replace
-
-    from gliomaseg.train.loop import resolve_data, train
-
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    cache = resolve_data(data, output, progress=progress)
-    n_folds = len(load_index(cache).get("folds") or [])
-    if n_folds < 2:
-        raise ValueError(f"{cache}: needs at least 2 folds for cross-validation; prepare --folds 5")
-    runs = []
-    for fold in range(n_folds):
-        run = output / f"fold{fold}"
-        last = run / "checkpoints" / "last.pt"
-        state = load_checkpoint(last)["state"] if last.exists() else {}
-        if state and (state["epoch"] >= config.epochs or state["stopped_early"]):
-            runs.append(run)
-            continue
-        if last.exists():
-            changes = {"epochs": config.epochs}
-            train(None, None, run, resume=True, changes=changes, progress=progress, **train_options)
-        else:
-            train(replace(config, fold=fold), cache, run, progress=progress, **train_options)
-        runs.append(run)
-    return bundle_runs(runs, output / "model.pt", description=description, command=command)
-
-
-def card_lines(path: str | Path) -> list[str]:
-    """What ``gliomaseg models`` prints for one model card."""
-    card = read_card(path)
-    lines = [f"{card['name']}: {card.get('description', '')}"]
-    factor = card.get("input_scale", 1)
-    scale = f" at {factor:g}x in-plane resolution" if factor != 1 else ""
-    lines.append(
-        f"  input: {', '.join(card.get('input_channels', []))}"
-        f" (+{card.get('context_slices_each_side', 0)} neighbouring slice(s) each side)"
-        f"{scale}"
-        f"; output: {', '.join(card.get('target', {}).get('names', []))}"
-    )
-    lines.append(f"  {card.get('ensemble', 'single model')}; trained {card.get('date', '?')}")
-    cv = card.get("cross_validation")
-    if cv:
-        parts = []
-        for region, stats in cv["per_patient_3d"].items():
-            dice = stats["dice"]
-            parts.append(f"{region} {dice['mean']:.3f} mean / {dice['median']:.3f} median")
-        lines.append(
-            f"  cross-validation Dice over {cv['n_patients']} patients: {'; '.join(parts)}"
-            f" (measured {cv['measured'][:10]})"
-        )
-    else:
-        lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
-    if card.get("training_cases") is not None:
-        lines.append(
-            f"  trained on {len(card['training_cases'])} cases (training_cases in the card; "
-            "segment marks them)"
-        )
-    return lines
