@@ -166,7 +166,7 @@ def untrained_checkpoint(path: Path, *, features: list[int], seed: int) -> dict[
     from gliomaseg.train.config import TrainConfig
 
     modalities = ["flair", "t1", "t1ce", "t2"]
-    config = TrainConfig(model={"name": "unet", "features": list(features)})
+    config = TrainConfig.from_dict({"model": {"name": "unet", "features": list(features)}})
     torch.manual_seed(seed)
     model, model_cfg = build_from_config(config, len(modalities))
     save_checkpoint(

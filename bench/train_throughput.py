@@ -127,16 +127,18 @@ def _config(args: argparse.Namespace, device: str) -> Any:
     model: dict[str, Any] = {"name": args.model, "features": list(args.features), "norm": args.norm}
     if args.model == "residual_unet":
         model["num_res_units"] = args.res_units
-    return TrainConfig(
-        model=model,
-        patch_size=(args.size, args.size),
-        batch_size=args.batch_size,
-        steps_per_epoch=args.warmup + args.steps,
-        amp=args.amp,
-        device=device,
-        fold=-1,
-        workers=args.workers,
-        seed=args.seed,
+    return TrainConfig.from_dict(
+        {
+            "model": model,
+            "patch_size": (args.size, args.size),
+            "batch_size": args.batch_size,
+            "steps_per_epoch": args.warmup + args.steps,
+            "amp": args.amp,
+            "device": device,
+            "fold": -1,
+            "workers": args.workers,
+            "seed": args.seed,
+        }
     )
 
 
@@ -160,7 +162,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     from gliomaseg.models import count_parameters
     from gliomaseg.train.builders import build_from_config, cache_channels, make_loader, split_cases
     from gliomaseg.train.loop import _step
-    from gliomaseg.train.losses import LossConfig, build_loss
+    from gliomaseg.train.losses import build_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -189,7 +191,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
                 for b in batches
             ]
     net: Any = torch.compile(model) if args.compile else model  # compiles in the warmup
-    loss_fn = build_loss(LossConfig.from_dict(config.loss))
+    loss_fn = build_loss(config.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     load_before = os.getloadavg()
     step_s, data_s, cpu_s, losses = [], [], [], []
@@ -217,7 +219,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         "device": device_name,
         "mode": "random" if args.cache is None else "cache",
         "threads": args.threads,
-        "model": config.model,
+        "model": config.to_dict()["model"],
         "size": args.size,
         "batch_size": args.batch_size,
         "amp_bf16": use_bf16(device, config.amp),

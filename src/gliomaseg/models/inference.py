@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gliomaseg.core.targets import TargetSpec
+from gliomaseg.models.config import pad_amounts
 from gliomaseg.models.resize import check_scale, resize_images, resize_probabilities, scaled_size
 
 
@@ -100,15 +101,15 @@ def predict_volume(
     model.eval()
     z_total, _, h, w = volume.shape
     sh, sw = scaled_size((h, w), check_scale(input_scale))
-    ph, pw = -sh % multiple, -sw % multiple
+    (top, bottom), (left, right) = pad_amounts((sh, sw), multiple)
     out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
-    crop_h, crop_w = slice(ph // 2, ph // 2 + sh), slice(pw // 2, pw // 2 + sw)
+    crop_h, crop_w = slice(top, top + sh), slice(left, left + sw)
     for start in range(0, z_total, batch_size):
         zs = range(start, min(start + batch_size, z_total))
         batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
         x = resize_images(torch.from_numpy(batch), (sh, sw))  # on the CPU, as in training
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)).to(device)
+        x = F.pad(x, (left, right, top, bottom)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         acc = None

@@ -4,15 +4,15 @@ optimizer and learning-rate schedule."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gliomaseg.core.errors import InputError
-from gliomaseg.models import ModelConfig, build_model
+from gliomaseg.models import build_model
 from gliomaseg.prepare.workflow import load_index, prepare_dataset
-from gliomaseg.train.augment import AugmentConfig
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.datasets import (
     ConcatSlices,
@@ -76,14 +76,13 @@ def cache_channels(cache: Path, config: TrainConfig) -> tuple[list[int], tuple[s
 def build_from_config(
     config: TrainConfig, n_modalities: int
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The network for a config, with input/output channels filled in."""
-    model_cfg = dict(config.model)
-    model_cfg["spatial_dims"] = config.spatial_dims
-    model_cfg["in_channels"] = n_modalities * (2 * config.context + 1)
-    model_cfg["out_channels"] = config.target_spec.channels
-    model_cfg.setdefault("head", config.target_spec.kind)
-    mc = ModelConfig.from_dict(model_cfg)
-    return build_model(mc), mc.to_dict()
+    """The network for a config, with input/output channels filled in; its config as a dict."""
+    model_config = replace(
+        config.model,
+        in_channels=n_modalities * (2 * config.context + 1),
+        out_channels=config.target_spec.channels,
+    )
+    return build_model(model_config), model_config.to_dict()
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -119,7 +118,7 @@ def make_loader(
             cases,
             target=config.target_spec,
             size=tuple(config.patch_size),  # type: ignore[arg-type]
-            flip=AugmentConfig.from_dict(config.augment).flip,
+            flip=config.augment.flip,
             channels=channels,
         )
         has_tumour = [True] * len(train_ids)
@@ -165,6 +164,6 @@ def _slice_dataset(cases: PreparedCases, config: TrainConfig, channels: list[int
         size=tuple(config.patch_size),  # type: ignore[arg-type]
         context=config.context,
         channels=channels,
-        augment_config=AugmentConfig.from_dict(config.augment),
+        augment_config=config.augment,
         input_scale=config.input_scale,
     )

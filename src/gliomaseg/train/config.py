@@ -8,7 +8,8 @@ and the machine when none is named.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import torch
 from gliomaseg.core.config import from_dict
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.layouts import discover
+from gliomaseg.models import ModelConfig
 from gliomaseg.models.resize import check_scale
 from gliomaseg.prepare.workflow import load_index
 from gliomaseg.train.augment import AugmentConfig
+from gliomaseg.train.losses import LossConfig
 from gliomaseg.train.runs import resolve_device
 
 CONFIG_DIR = Path(__file__).resolve().parent / "presets"
@@ -34,6 +37,15 @@ DEFAULT_PRESETS: dict[tuple[str, str], str] = {
 }
 
 
+#: Model settings filled in from the data when the network is built, not saved with the run.
+_DERIVED_MODEL_KEYS = ("in_channels", "out_channels")
+
+#: Defaults of a config read from a dict without these keys.
+_DEFAULT_TARGET = "regions"
+_DEFAULT_MODEL: dict[str, Any] = {"name": "unet", "features": [16, 32, 64, 128]}
+_DEFAULT_LOSS: dict[str, Any] = {"name": "dice_bce"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on (saved as ``config.json``).
@@ -41,9 +53,11 @@ class TrainConfig:
     Attributes:
         name: Preset or run name.
         description: One line: what configuration this reproduces.
-        model: :class:`gliomaseg.models.ModelConfig` as a dict (``in_channels`` and
-            ``out_channels`` are filled in from ``modalities``/``context``/``target``).
-        loss: :class:`gliomaseg.train.losses.LossConfig` as a dict.
+        model: The network's settings. ``in_channels`` and ``out_channels`` are filled in
+            from the data's modalities, ``context`` and ``target`` when the network is built
+            (:func:`gliomaseg.train.builders.build_from_config`), so ``config.json`` leaves
+            them out; read from a dict, a missing ``head`` is the target's kind.
+        loss: The loss's settings.
         target: Output definition: a name from :data:`gliomaseg.core.targets.TARGETS` or a dict.
         modalities: Cache channels fed to the network, in order (None: all of the cache's).
         patch_size: (H, W) for 2D or (Z, H, W) for 3D models; slices are padded/cropped to it.
@@ -59,7 +73,7 @@ class TrainConfig:
         optimizer: ``adam`` or ``adamw``; ``lr``, ``weight_decay`` as usual.
         scheduler: ``plateau`` (ReduceLROnPlateau on validation Dice), ``cosine`` or ``none``.
         early_stopping: Stop after this many epochs without a better validation Dice.
-        augment: :class:`gliomaseg.train.augment.AugmentConfig` as a dict.
+        augment: The augmentation's settings.
         fold: Validation fold from the cache index (-1: train on everything, no validation).
         extra_data: A second dataset folder or cache whose labelled cases only ever join
             training (never validation), e.g. automatically labelled cases.
@@ -78,11 +92,13 @@ class TrainConfig:
 
     name: str = "custom"
     description: str = ""
-    model: dict[str, Any] = field(
-        default_factory=lambda: {"name": "unet", "features": [16, 32, 64, 128]}
+    model: ModelConfig = field(
+        default_factory=lambda: ModelConfig.from_dict(
+            {**_DEFAULT_MODEL, "head": "sigmoid", "out_channels": 3}  # as _DEFAULT_TARGET wants
+        )
     )
-    loss: dict[str, Any] = field(default_factory=lambda: {"name": "dice_bce"})
-    target: Any = "regions"
+    loss: LossConfig = field(default_factory=lambda: LossConfig.from_dict(_DEFAULT_LOSS))
+    target: Any = _DEFAULT_TARGET
     modalities: tuple[str, ...] | None = None
     patch_size: tuple[int, ...] = (192, 192)
     input_scale: float = 1.0
@@ -100,7 +116,7 @@ class TrainConfig:
     plateau_patience: int = 3
     plateau_factor: float = 0.5
     early_stopping: int | None = None
-    augment: dict[str, Any] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     fold: int = 0
     extra_data: str | None = None
     extra_fraction: float = 0.25
@@ -114,13 +130,30 @@ class TrainConfig:
     save_every_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain JSON-ready dict (``config.json``; :meth:`from_dict` inverts it)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        model = self.model.to_dict()
+        data["model"] = {k: v for k, v in model.items() if k not in _DERIVED_MODEL_KEYS}
+        data["loss"] = self.loss.to_dict()
+        data["augment"] = self.augment.to_dict()
+        return dict(json.loads(json.dumps(data)))  # tuples become lists
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a dict; unknown keys are an error naming them."""
-        config = from_dict(cls, data, what="training option", tuples=("modalities", "patch_size"))
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict (a preset, ``config.json``, a checkpoint's ``train_config``,
+        old or new); unknown keys are an error naming them."""
+        values = dict(data)
+        target = TargetSpec.from_dict(values.get("target", _DEFAULT_TARGET))
+        values["model"] = ModelConfig.from_dict(
+            {
+                "head": target.kind,
+                **values.get("model", _DEFAULT_MODEL),
+                "out_channels": target.channels,
+            }
+        )
+        values["loss"] = LossConfig.from_dict(values.get("loss", _DEFAULT_LOSS))
+        values["augment"] = AugmentConfig.from_dict(values.get("augment"))
+        config = from_dict(cls, values, what="training option", tuples=("modalities", "patch_size"))
         config.validate()
         return config
 
@@ -140,7 +173,6 @@ class TrainConfig:
         check_scale(self.input_scale)
         if self.input_scale != 1.0 and self.spatial_dims == 3:
             raise ValueError("input_scale is supported for 2D models only; use 1.0 for 3D")
-        AugmentConfig.from_dict(self.augment)
         TargetSpec.from_dict(self.target)
         if not 0.0 <= self.extra_fraction < 1.0:
             raise ValueError(f"extra_fraction {self.extra_fraction} must be in [0, 1)")
@@ -149,7 +181,7 @@ class TrainConfig:
 
     @property
     def spatial_dims(self) -> int:
-        return int(self.model.get("spatial_dims", 2))
+        return self.model.spatial_dims
 
     @property
     def target_spec(self) -> TargetSpec:

@@ -30,7 +30,7 @@ from gliomaseg.train.builders import (
 )
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.datasets import EpochSampler
-from gliomaseg.train.losses import LossConfig, build_loss
+from gliomaseg.train.losses import build_loss
 from gliomaseg.train.resume import replan_schedule, resume_changes, resume_point
 from gliomaseg.train.runs import RunState, dist_info, resolve_device
 
@@ -249,7 +249,7 @@ def _run(
         net=net,
         optimizer=network.optimizer,
         scheduler=network.scheduler,
-        loss_fn=build_loss(LossConfig.from_dict(config.loss)),
+        loss_fn=build_loss(config.loss),
         loader=loader,
         sampler=sampler,
         multiple=input_multiple(ModelConfig.from_dict(network.model_cfg)),

@@ -9,7 +9,7 @@ import torch
 
 from gliomaseg.core.labels import REGIONS
 from gliomaseg.core.targets import TargetSpec
-from gliomaseg.evaluate.metrics import confusion, dice, precision, recall
+from gliomaseg.evaluate.metrics import confusion, dice, precision, recall, slice_metrics
 from gliomaseg.models.inference import predict_volume, predict_volume_3d
 from gliomaseg.prepare.workflow import open_case
 from gliomaseg.train.config import TrainConfig
@@ -43,48 +43,67 @@ def validate(
         image, label, _ = open_case(cache, case_id)
         if label is None:
             continue
-        if config.spatial_dims == 3:
-            probs = predict_volume_3d(
-                model,
-                image,
-                target=target,
-                roi_size=tuple(config.patch_size),
-                channels=channels,
-                device=device,
-                amp=use_bf16(device, config.amp),
-            )
-        else:
-            probs = predict_volume(
-                model,
-                image,
-                target=target,
-                multiple=multiple,
-                batch_size=config.val_batch_size,
-                context=config.context,
-                channels=channels,
-                device=device,
-                amp=use_bf16(device, config.amp),
-                input_scale=config.input_scale,
-            )
-        pred = target.decode(probs)
-        ref = np.asarray(label)
-        for name, group in groups:
-            p, r = np.isin(pred, group), np.isin(ref, group)
-            counts = confusion(p, r)
-            for key, fn in (("dice", dice), ("precision", precision), ("recall", recall)):
-                sums.setdefault(f"{key}_{name}", []).append(float(fn(counts)))
-            per_slice = [
-                float(dice(confusion(p[z], r[z])))
-                for z in range(ref.shape[0])
-                if p[z].any() or r[z].any()
-            ]
-            if per_slice:
-                sums.setdefault(f"slice_dice_{name}", []).append(float(np.mean(per_slice)))
+        probs = _predict(model, image, config, channels=channels, device=device, multiple=multiple)
+        _add_case(sums, target.decode(probs), np.asarray(label), groups)
     out = {k: float(np.mean(v)) for k, v in sums.items()}
     selected = [n for n, g in zip(target.names, target.groups, strict=True) if 0 not in g]
     dices = [out[f"dice_{n}"] for n in selected if f"dice_{n}" in out]
     out["dice_mean"] = float(np.mean(dices)) if dices else float("nan")
     return out
+
+
+def _predict(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    config: TrainConfig,
+    *,
+    channels: list[int],
+    device: torch.device,
+    multiple: int,
+) -> np.ndarray:
+    """(K, Z, x, y) probabilities of one cached case, as ``segment`` would predict them."""
+    if config.spatial_dims == 3:
+        return predict_volume_3d(
+            model,
+            image,
+            target=config.target_spec,
+            roi_size=tuple(config.patch_size),
+            channels=channels,
+            device=device,
+            amp=use_bf16(device, config.amp),
+        )
+    return predict_volume(
+        model,
+        image,
+        target=config.target_spec,
+        multiple=multiple,
+        batch_size=config.val_batch_size,
+        context=config.context,
+        channels=channels,
+        device=device,
+        amp=use_bf16(device, config.amp),
+        input_scale=config.input_scale,
+    )
+
+
+def _add_case(
+    sums: dict[str, list[float]],
+    pred: np.ndarray,
+    ref: np.ndarray,
+    groups: list[tuple[str, tuple[int, ...]]],
+) -> None:
+    """Append one case's metrics of every structure to ``sums`` (label maps (Z, x, y))."""
+    for name, group in groups:
+        p, r = np.isin(pred, group), np.isin(ref, group)
+        counts = confusion(p, r)
+        for key, fn in (("dice", dice), ("precision", precision), ("recall", recall)):
+            sums.setdefault(f"{key}_{name}", []).append(float(fn(counts)))
+        per_slice = slice_metrics(p, r, axis=0)  # slices are axis 0 in the cache
+        either = (per_slice["tp"] + per_slice["fp"] + per_slice["fn"]) > 0
+        if either.any():
+            sums.setdefault(f"slice_dice_{name}", []).append(
+                float(np.mean(per_slice["dice"][either]))
+            )
 
 
 def _validation_groups(target: TargetSpec) -> list[tuple[str, tuple[int, ...]]]:
