@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gliomaseg.core.errors import EXIT_OK, InputError
+from gliomaseg.io.outputs import LAST_CHECKPOINT
 
 log = logging.getLogger("gliomaseg")
 
@@ -37,6 +38,13 @@ def add_train_command(sub: Any) -> None:
     src.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     p.add_argument("--data", type=Path, help="raw dataset folder or a prepared cache")
     p.add_argument("-o", "--output", type=Path, help="run folder")
+    _add_override_flags(p)
+    _add_run_flags(p)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_override_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that override the config setting of the same name (:data:`_TRAIN_OVERRIDES`)."""
     preset = "default: the preset's"
     p.add_argument(
         "--epochs", type=int, help=f"epochs ({preset}; with --resume: the new total, extending)"
@@ -47,7 +55,7 @@ def add_train_command(sub: Any) -> None:
     p.add_argument(
         "--fold", type=int, help=f"validation fold of the cache (-1: no validation; {preset})"
     )
-    p.add_argument(
+    p.add_argument(  # beside --fold in the help: the folds' other use
         "--cv",
         action="store_true",
         help="train every fold into -o/fold<k> (resumable) and bundle them into -o/model.pt",
@@ -66,6 +74,10 @@ def add_train_command(sub: Any) -> None:
         help=f"auto: CUDA when present ({preset}, which is auto)",
     )
     p.add_argument("--workers", type=int, help=f"data-loader worker processes ({preset})")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """How the run reports and checkpoints (not settings of the model)."""
     p.add_argument(
         "--checkpoint-every",
         type=float,
@@ -86,7 +98,6 @@ def add_train_command(sub: Any) -> None:
         action="store_true",
         help="no progress bar or progress lines (epoch lines still)",
     )
-    p.set_defaults(func=_cmd_train)
 
 
 def add_bundle_command(sub: Any) -> None:
@@ -96,7 +107,7 @@ def add_bundle_command(sub: Any) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="destination .pt")
     p.add_argument("--description", required=True, help="one line for 'gliomaseg models'")
     p.add_argument("--command", default="", help="the training command(s), for the card")
-    p.add_argument("--checkpoint", default="last.pt", help="checkpoint of each run")
+    p.add_argument("--checkpoint", default=LAST_CHECKPOINT, help="checkpoint of each run")
     p.add_argument(
         "--cache",
         type=Path,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.core.config import from_dict
+
 #: Network names accepted by :class:`ModelConfig` (``gliomaseg.models.MODELS`` builds them).
 MODEL_NAMES: tuple[str, ...] = ("unet", "attention_unet", "residual_unet", "resnet34_unet")
 NORMS: tuple[str, ...] = ("batch", "instance")
@@ -189,8 +191,6 @@ class ModelConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        from gliomaseg.core.config import from_dict
-
         return from_dict(cls, data, what="model config", tuples=("features",))
 
 

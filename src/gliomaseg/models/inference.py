@@ -112,19 +112,9 @@ def predict_volume(
         x = F.pad(x, (left, right, top, bottom)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        acc = None
-        variants: list[torch.Tensor] = []
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            with autocast(device, amp):
-                logits, own = _forward(model, xi, split=observe is not None)
-                p = probabilities(logits.float(), target)
-            p = torch.flip(p, dims) if dims else p
-            acc = p if acc is None else acc + p
-            for lo in own:  # logits: the observer thresholds them without a sigmoid
-                variants.append((torch.flip(lo, dims) if dims else lo)[..., crop_h, crop_w])
-        assert acc is not None
-        probs_t = (acc / len(flips))[:, :, crop_h, crop_w]
+        probs_t, variants = _flip_average(
+            model, x, flips, target, amp=amp, split=observe is not None, crop=(crop_h, crop_w)
+        )
         if observe is not None:
             observe(start, probs_t, variants)
         probs = resize_probabilities(probs_t, (h, w)).cpu().numpy()
@@ -132,6 +122,33 @@ def predict_volume(
         if progress is not None:
             progress(len(zs))
     return out
+
+
+def _flip_average(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    flips: list[tuple[int, ...]],
+    target: TargetSpec,
+    *,
+    amp: bool,
+    split: bool,
+    crop: tuple[slice, slice],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Probabilities of a padded batch averaged over ``flips``, cropped to ``crop``; with
+    ``split``, every variant's own logits too (one per flip and ensemble member)."""
+    acc = None
+    variants: list[torch.Tensor] = []
+    for dims in flips:
+        xi = torch.flip(x, dims) if dims else x
+        with autocast(x.device, amp):
+            logits, own = _forward(model, xi, split=split)
+            p = probabilities(logits.float(), target)
+        p = torch.flip(p, dims) if dims else p
+        acc = p if acc is None else acc + p
+        for lo in own:  # logits: the observer thresholds them without a sigmoid
+            variants.append((torch.flip(lo, dims) if dims else lo)[..., crop[0], crop[1]])
+    assert acc is not None  # flips always holds the identity
+    return (acc / len(flips))[:, :, crop[0], crop[1]], variants
 
 
 def _forward(

@@ -25,6 +25,7 @@ from gliomaseg import __version__
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.machine import machine_info
 from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.io.outputs import CACHE_INDEX, CHECKPOINT_DIR, LAST_CHECKPOINT, RUN_METRICS
 from gliomaseg.models.checkpoint import (
     CHECKPOINT_FORMAT,
     input_scale,
@@ -56,7 +57,7 @@ def bundle_runs(
     *,
     description: str,
     command: str = "",
-    checkpoint: str = "last.pt",
+    checkpoint: str = LAST_CHECKPOINT,
     card: dict[str, Any] | None = None,
     hardware: dict[str, Any] | str | None = None,
     postprocess: dict[str, float] | None = None,
@@ -87,14 +88,80 @@ def bundle_runs(
         InputError: the prepared cache is not found (without it the card cannot say which
             patients each member never saw).
     """
-    loaded = [(Path(r), load_checkpoint(Path(r) / "checkpoints" / checkpoint)) for r in run_dirs]
-    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
-    runs = [run for run, _ in loaded]
-    payloads = [payload for _, payload in loaded]
+    runs, payloads = _load_runs(run_dirs, checkpoint)
     first = payloads[0]
-    keys = ("model_config", "target", "modalities", "context")
+    cache = Path(cache if cache is not None else first["data"])
+    if not (cache / CACHE_INDEX).exists():
+        raise InputError(
+            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
+            "validation patients); pass --cache CACHE"
+        )
+    folds = _fold_records(load_index(cache), payloads)
+    train_config = {k: v for k, v in first["train_config"].items() if k != "fold"}
+    training = training_cases(runs, payloads, cache=cache)
+    _check_aliases(training, (card or {}).get("training_case_aliases"), "the runs")
+    shared = {  # what the checkpoint and the card both say
+        "input_scale": input_scale(first),
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
+        "target": first["target"],
+        "folds": folds,
+        **training,
+    }
+    output = Path(output)
+    save_checkpoint(
+        output,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "ensemble": len(payloads),
+            "state_dict": _ensemble_state(payloads),
+            "model_config": first["model_config"],
+            "modalities": first["modalities"],
+            "context": first["context"],
+            "train_config": train_config,
+            "postprocess": dict(postprocess or {}),
+            **shared,
+        },
+    )
+    model_card: dict[str, Any] = {
+        "name": output.stem,
+        "description": description,
+        "architecture": first["model_config"],
+        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
+        "input_channels": list(first["modalities"]),
+        "context_slices_each_side": first["context"],
+        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
+        "input_scale": shared["input_scale"],
+        "preprocessing": shared["preprocessing"],
+        "target": shared["target"],
+        "training_config": train_config,
+        "training_command": command,
+        "postprocessing": dict(postprocess or {}),
+        **shared,  # folds and training cases (the keys above keep their places)
+        "training_seconds": [_train_seconds(run) for run in runs],
+        "hardware": hardware or machine_info(),
+        "date": date.today().isoformat(),
+        "code_version": _code_version(),
+        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
+        **(card or {}),
+    }
+    _check_aliases(model_card, model_card.get("training_case_aliases"), "these runs")
+    write_json_atomic(output.with_suffix(".json"), model_card)
+    return model_card
+
+
+def _load_runs(
+    run_dirs: Sequence[str | Path], checkpoint: str
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The runs and their checkpoints, ordered by fold; checks that they make one model.
+
+    Raises:
+        ValueError: runs of different configs, models or data, or a repeated fold.
+    """
+    loaded = [(Path(r), load_checkpoint(Path(r) / CHECKPOINT_DIR / checkpoint)) for r in run_dirs]
+    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
+    first = loaded[0][1]
     for run, p in loaded:
-        for key in keys:
+        for key in ("model_config", "target", "modalities", "context"):
             if p.get(key) != first.get(key):
                 raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
         if network_axes(p) != network_axes(first):
@@ -106,82 +173,41 @@ def bundle_runs(
             raise ValueError(
                 f"{run}: its input_scale differs from the other runs; bundle one config"
             )
-    folds_used = [int(p["train_config"]["fold"]) for p in payloads]
+    folds_used = [int(p["train_config"]["fold"]) for _, p in loaded]
     if len(set(folds_used)) != len(folds_used):
         raise ValueError(f"runs repeat a fold ({folds_used}); pass one run per fold")
+    return [run for run, _ in loaded], [payload for _, payload in loaded]
+
+
+def _ensemble_state(payloads: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Every member's weights under ``members.<i>.``, compacted (:func:`_compact`)."""
     state: dict[str, torch.Tensor] = {}
     for i, p in enumerate(payloads):
         for k, v in p["state_dict"].items():
             state[f"members.{i}.{k}"] = _compact(k, v)
-    cache = Path(cache if cache is not None else first["data"])
-    if not (cache / "index.json").exists():
-        raise InputError(
-            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
-            "validation patients); pass --cache CACHE"
-        )
+    return state
+
+
+def _fold_records(
+    index: dict[str, Any], payloads: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each member's fold and the validation patients it never saw."""
     folds = []
-    index = load_index(cache)
     for p in payloads:
         fold = int(p["train_config"]["fold"])
         val = index["folds"][fold]["val"] if index and 0 <= fold < len(index["folds"]) else []
         folds.append({"fold": fold, "val_patients": val})
-    train_config = dict(first["train_config"])
-    train_config.pop("fold", None)
-    training = training_cases(runs, payloads, cache=cache)
+    return folds
+
+
+def _check_aliases(training: dict[str, Any], aliases: Any, whose: str) -> None:
+    """Every alias must name a training case (``training["training_cases"]``)."""
     trained = set(training.get("training_cases") or [])
-    for alias, case_id in ((card or {}).get("training_case_aliases") or {}).items():
+    for alias, case_id in (aliases or {}).items():
         if case_id not in trained:
             raise InputError(
-                f"alias {alias}={case_id}: {case_id} is not a training case of the runs"
+                f"alias {alias}={case_id}: {case_id} is not a training case of {whose}"
             )
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "ensemble": len(payloads),
-        "state_dict": state,
-        "model_config": first["model_config"],
-        "target": first["target"],
-        "modalities": first["modalities"],
-        "context": first["context"],
-        "input_scale": input_scale(first),
-        "train_config": train_config,
-        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
-        "folds": folds,
-        "postprocess": dict(postprocess or {}),
-        **training,
-    }
-    output = Path(output)
-    save_checkpoint(output, payload)
-    model_card: dict[str, Any] = {
-        "name": output.stem,
-        "description": description,
-        "architecture": first["model_config"],
-        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
-        "input_channels": list(first["modalities"]),
-        "context_slices_each_side": first["context"],
-        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
-        "input_scale": input_scale(first),
-        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
-        "target": first["target"],
-        "training_config": train_config,
-        "training_command": command,
-        "postprocessing": dict(postprocess or {}),
-        "folds": folds,
-        **training,
-        "training_seconds": [_train_seconds(run) for run in runs],
-        "hardware": hardware or machine_info(),
-        "date": date.today().isoformat(),
-        "code_version": _code_version(),
-        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
-        **(card or {}),
-    }
-    trained = set(model_card.get("training_cases") or [])
-    for alias, case_id in (model_card.get("training_case_aliases") or {}).items():
-        if case_id not in trained:
-            raise InputError(
-                f"alias {alias}={case_id}: {case_id} is not a training case of these runs"
-            )
-    write_json_atomic(output.with_suffix(".json"), model_card)
-    return model_card
 
 
 #: Largest magnitude stored as float16 (its maximum finite value is 65504).
@@ -208,9 +234,9 @@ TRAINING_CASE_NOTE = (
 def _run_cache(run: Path, data: str | None, *, name: str = "cache") -> Path | None:
     """The prepared cache a run trained from: ``data`` itself when it is one, else the
     cache ``train`` prepared inside the run folder (``run/<name>``); None when gone."""
-    if data and (Path(data) / "index.json").exists():
+    if data and (Path(data) / CACHE_INDEX).exists():
         return Path(data)
-    if (run / name / "index.json").exists():
+    if (run / name / CACHE_INDEX).exists():
         return run / name
     return None
 
@@ -313,7 +339,7 @@ def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
 
 
 def _train_seconds(run_dir: Path) -> float:
-    metrics = run_dir / "metrics.csv"
+    metrics = run_dir / RUN_METRICS
     if not metrics.exists():
         return 0.0
     lines = metrics.read_text().splitlines()

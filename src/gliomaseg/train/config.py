@@ -18,6 +18,7 @@ import torch
 from gliomaseg.core.config import from_dict
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.layouts import discover
+from gliomaseg.io.outputs import CACHE_INDEX
 from gliomaseg.models import ModelConfig
 from gliomaseg.models.resize import check_scale
 from gliomaseg.prepare.workflow import load_index
@@ -221,7 +222,7 @@ def data_kind(data: str | Path) -> str:
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder; check the path")
-    if (data / "index.json").exists():
+    if (data / CACHE_INDEX).exists():
         return "brats" if "t2" in load_index(data)["modalities"] else "lgg"
     refs, _ = discover(data)
     return "lgg" if refs and all(r.layout == "lgg-tiff" for r in refs) else "brats"

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gliomaseg.core.config import from_dict
 from gliomaseg.core.labels import ED, ET, NCR, REGIONS
 
 #: Loss names accepted by :class:`LossConfig`.
@@ -143,8 +144,6 @@ class LossConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        from gliomaseg.core.config import from_dict
-
         return from_dict(cls, data, what="loss config", tuples=("class_weights",))
 
 

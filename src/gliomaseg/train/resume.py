@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from gliomaseg.core.errors import InputError
+from gliomaseg.io.outputs import RUN_CONFIG, run_checkpoint
 from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.runs import RunState
@@ -36,11 +37,11 @@ def resume_point(run_dir: Path) -> tuple[dict[str, Any] | None, TrainConfig, str
     Raises:
         FileNotFoundError: no such folder, or no run in it (one line with the fix).
     """
-    last = run_dir / "checkpoints" / "last.pt"
+    last = run_checkpoint(run_dir)
     if last.exists():
         ckpt = load_checkpoint(last)
         return ckpt, TrainConfig.from_dict(ckpt["train_config"]), ckpt["data"]
-    saved_file = run_dir / "config.json"
+    saved_file = run_dir / RUN_CONFIG
     if not saved_file.exists():
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder; check the path")

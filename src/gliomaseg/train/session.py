@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
-from gliomaseg.io.outputs import RUN_CONFIG, run_checkpoint
+from gliomaseg.io.outputs import CHECKPOINT_DIR, RUN_CONFIG, run_checkpoint
 from gliomaseg.models import ModelConfig, input_multiple
 from gliomaseg.prepare.workflow import cache_axes, load_index
 from gliomaseg.train.builders import (
@@ -110,7 +110,7 @@ def resume_run(
         progress: Show the progress of preparing data, should the run's cache be gone.
     """
     run_dir = Path(run_dir)
-    remove_orphans(run_dir / "checkpoints")  # half-written checkpoints of a killed run
+    remove_orphans(run_dir / CHECKPOINT_DIR)  # half-written checkpoints of a killed run
     remove_orphans(run_dir)
     ckpt, saved, data = resume_point(run_dir)
     done = RunState(**ckpt["state"]) if ckpt is not None else RunState()
