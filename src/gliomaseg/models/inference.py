@@ -63,6 +63,7 @@ def predict_volume(
     progress: Callable[[int], None] | None = None,
     observe: Callable[[int, torch.Tensor, list[torch.Tensor]], None] | None = None,
 ) -> np.ndarray:
+    # Long for its docstring: each argument is part of the contract segment and bench rely on.
     """Probabilities for every axial slice of a volume.
 
     Each batch of slices (N, C', x, y) is resized in-plane by ``input_scale`` (antialiased

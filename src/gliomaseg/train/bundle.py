@@ -63,6 +63,7 @@ def bundle_runs(
     postprocess: dict[str, float] | None = None,
     cache: str | Path | None = None,
 ) -> dict[str, Any]:
+    # Long for its docstring and two literal records (the checkpoint, the card), key by key.
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
 
     Args:
