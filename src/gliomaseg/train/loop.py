@@ -92,13 +92,9 @@ def resume_training(
 ) -> RunState:
     """Continue the run in ``run_dir`` exactly where its last checkpoint stopped.
 
-    A run killed before its first checkpoint starts again from its ``config.json``.
-
     Args:
-        run_dir: The run folder.
-        changes: Settings given again (e.g. the command line's); those in
-            :data:`gliomaseg.train.resume.RESUME_CHANGES` apply and are logged, any other that
-            differs from the run's is refused (:func:`gliomaseg.train.resume.resume_changes`).
+        run_dir, changes: As for :func:`gliomaseg.train.session.resume_run` (a run killed
+            before its first checkpoint starts again; only some settings may change).
         progress, checkpoint_minutes, log_every: As for :func:`train`.
 
     Raises:
