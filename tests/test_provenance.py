@@ -158,7 +158,7 @@ def test_shipped_cards_list_their_training_cases() -> None:
 
 
 def test_case_alias_flags_parse_or_fail_in_one_line() -> None:
-    from gliomaseg.cli.main import _aliases
+    from gliomaseg.cli.train import _aliases
     from gliomaseg.core.errors import InputError
 
     assert _aliases(["a=b", "c=d"]) == {"a": "b", "c": "d"}

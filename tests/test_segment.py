@@ -13,7 +13,8 @@ from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
 from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
 from gliomaseg.synthetic.phantoms import make_case
-from gliomaseg.train.loop import TrainConfig, train
+from gliomaseg.train.config import TrainConfig
+from gliomaseg.train.loop import train
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_unknown_model_name_is_reported(tmp_path, capsys):
 
 def test_a_3d_model_segments_by_sliding_window(tmp_path):
     """A (briefly trained) 3D preset segments through MONAI's sliding window, on the input grid."""
-    from gliomaseg.train.loop import load_config
+    from gliomaseg.train.config import load_config
 
     root = tmp_path
     for i in range(2):
