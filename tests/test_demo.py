@@ -49,7 +49,7 @@ def test_demo_refuses_a_folder_without_one_case(tmp_path, capsys):
 
 def test_demo_on_an_lgg_patient_uses_the_lgg_model_and_completes(tmp_path, capsys):
     """It used to stop at the report step: LGG references are TIFF masks, not one NIfTI."""
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "lgg.pt").exists():
         pytest.skip(f"no bundled 'lgg' model in {WEIGHTS_DIR}")

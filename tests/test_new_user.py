@@ -17,7 +17,8 @@ from gliomaseg.cli.main import main
 from gliomaseg.core.errors import InputError
 from gliomaseg.io.writers import write_layout
 from gliomaseg.segment import workflow as segment_module
-from gliomaseg.segment.workflow import STAGES, StageProgress, run_checkpoint
+from gliomaseg.segment.models import run_checkpoint
+from gliomaseg.segment.workflow import STAGES, StageProgress
 from gliomaseg.synthetic.phantoms import make_case
 
 

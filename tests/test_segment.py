@@ -393,7 +393,7 @@ def _lgg_patient(tmp_path: Path) -> Path:
 
 
 def _bundled_or_skip(*names: str) -> None:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     for name in names:
         if not (WEIGHTS_DIR / f"{name}.pt").exists():
