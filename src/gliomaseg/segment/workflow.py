@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,13 @@ import numpy as np
 from gliomaseg.core.case import Case
 from gliomaseg.core.errors import failure_message
 from gliomaseg.core.geometry import reorient, reorient_affine
-from gliomaseg.core.labels import get_scheme
+from gliomaseg.core.labels import LabelScheme, get_scheme
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.outputs import segment_outputs
 from gliomaseg.models.inference import predict_volume, predict_volume_3d
 from gliomaseg.prepare.preprocess import uncrop
 from gliomaseg.prepare.workflow import NETWORK_AXES, model_input
@@ -129,16 +131,18 @@ def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None
 
     The summary comes last: it is written last, so it marks a finished case.
     """
-    paths = []
-    if ref.layout == "lgg-tiff":
-        paths.append(out_dir / ref.case_id)
-    if config is not None and config.save_probabilities:
-        paths.append(out_dir / f"{ref.case_id}_probs.nii.gz")
-    return [*paths, out_dir / f"{ref.case_id}_seg.nii.gz", out_dir / f"{ref.case_id}_summary.json"]
+    slices = [out_dir / ref.case_id] if ref.layout == "lgg-tiff" else []
+    probabilities = config is not None and config.save_probabilities
+    return [*slices, *segment_outputs(ref.case_id, out_dir).written(probabilities=probabilities)]
 
 
 #: The stages of one case that ``segment_case`` reports to its ``stage`` callback.
 STAGES = ("read", "infer", "postprocess", "write")
+#: The stage :func:`segment_inputs` reports after a case ends, finished or failed.
+DONE = "done"
+#: ``progress(index, n_cases, case_id, stage)``: the batch's ``index``-th case (from 0) of
+#: ``n_cases`` to segment enters ``stage`` (each of :data:`STAGES`, then :data:`DONE`).
+Progress = Callable[[int, int, str, str], None]
 
 
 def segment_case(
@@ -172,24 +176,31 @@ def segment_case(
     if record["skipped"] and config.postprocess is not None:  # the user's own thresholds
         log.warning("%s: postprocessing %s", ref.case_id, record["skipped"])
     summary = summarise(case, label, probs, seg, config, record, disagreement=disagreement)
-    scheme = case.scheme if config.labels == "input" and case.scheme is not None else None
-    if config.labels != "input":
-        scheme = get_scheme(config.labels)
-    if scheme is None:
-        scheme = get_scheme(
-            "lgg" if seg.target.channels == 1 and case.layout == "lgg-tiff" else "brats2020"
-        )
+    scheme = output_scheme(case, seg, config)
     say("write")
     out.record(*paths)
     if ref.layout == "lgg-tiff":
         _write_lgg_slices(case, label, out.root / ref.case_id)
+    names = segment_outputs(ref.case_id, out.root)
     if config.save_probabilities:
-        _write_probabilities(case, probs, out.root / f"{ref.case_id}_probs.nii.gz")
-    write_segmentation(case, label, out.root / f"{ref.case_id}_seg.nii.gz", scheme=scheme)
+        _write_probabilities(case, probs, names.probs)
+    write_segmentation(case, label, names.seg, scheme=scheme)
     summary["label_scheme"] = scheme.name
     summary["seconds"] = round(time.perf_counter() - start, 3)
-    write_json_atomic(out.root / f"{ref.case_id}_summary.json", summary)
+    write_json_atomic(names.summary, summary)
     return summary
+
+
+def output_scheme(case: Case, seg: Segmenter, config: SegmentConfig) -> LabelScheme:
+    """The label scheme of ``<case>_seg.nii.gz``: ``--labels``, else the input's, else the
+    model's natural one (``lgg`` for a binary model on LGG TIFFs, else ``brats2020``)."""
+    if config.labels != "input":
+        return get_scheme(config.labels)
+    if case.scheme is not None:
+        return case.scheme
+    return get_scheme(
+        "lgg" if seg.target.channels == 1 and case.layout == "lgg-tiff" else "brats2020"
+    )
 
 
 def _write_probabilities(case: Case, probs: np.ndarray, path: Path) -> None:
@@ -231,12 +242,13 @@ def segment_inputs(
     model: str | Path | None,
     config: SegmentConfig,
     part: tuple[int, int] = (1, 1),
-    progress: bool = True,
+    progress: Progress | None = None,
 ) -> BatchResult:
     """Segment every case under ``inputs``; one bad case is recorded and the rest go on.
 
     ``model=None`` picks the bundled model per case from its modalities
-    (:func:`default_model`) and logs the choice.
+    (:func:`default_model`) and logs the choice. ``progress`` is told each case's stages
+    (:data:`Progress`); the command line draws a bar from it.
     """
     refs, bad = discover_all(inputs, cases_only=True)  # case ids unique across inputs
     result = BatchResult(failures=[(str(p), msg) for p, msg in bad])
@@ -259,65 +271,18 @@ def segment_inputs(
         if model is None:
             log.info("using the bundled %s model for %s", name, INPUT_KINDS.get(str(name), name))
         models[name] = Segmenter.load(name, device=config.device)
-    with StageProgress(len(todo), enabled=progress) as bar:
-        for ref in todo:
-            bar.start_case(ref.case_id)
-            try:
-                segment_case(ref, out, models[chosen[ref.case_id]], config, stage=bar.stage)
-                result.done.append(ref.case_id)
-            except Exception as err:  # the per-case boundary: one bad case never stops a batch
-                log.debug("%s failed", ref.path, exc_info=True)
-                result.failures.append((str(ref.path), failure_message(err)))
-            bar.end_case()
+    report = progress or _no_progress
+    for index, ref in enumerate(todo):
+        stage = partial(report, index, len(todo), ref.case_id)
+        try:
+            segment_case(ref, out, models[chosen[ref.case_id]], config, stage=stage)
+            result.done.append(ref.case_id)
+        except Exception as err:  # the per-case boundary: one bad case never stops a batch
+            log.debug("%s failed", ref.path, exc_info=True)
+            result.failures.append((str(ref.path), failure_message(err)))
+        stage(DONE)
     return result
 
 
-class StageProgress:
-    """A rich bar on stderr that moves at every stage of every case (:data:`STAGES`).
-
-    A single case no longer sits at 0% for the whole inference: the bar shows the case, the
-    stage it is in (``BraTS_001: infer``), the stages done of all and the time elapsed.
-    """
-
-    def __init__(self, n_cases: int, *, enabled: bool) -> None:
-        self.enabled, self.n_cases, self.index = enabled, n_cases, -1
-        self.case_id = ""
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("segment"),
-            BarColumn(),
-            TextColumn("{task.fields[where]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self.task = self.progress.add_task("segment", total=n_cases * len(STAGES), where="")
-
-    def __enter__(self) -> StageProgress:
-        if self.enabled:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
-
-    def start_case(self, case_id: str) -> None:
-        self.index += 1
-        self.case_id = case_id
-
-    def stage(self, name: str) -> None:
-        """Stage ``name`` of the current case begins: the stages before it are done."""
-        if self.enabled:
-            done = self.index * len(STAGES) + STAGES.index(name)
-            case = f"case {self.index + 1}/{self.n_cases} " if self.n_cases > 1 else ""
-            where = f"{case}{self.case_id}: {name}"
-            self.progress.update(self.task, completed=done, where=where)
-
-    def end_case(self) -> None:
-        if self.enabled:
-            done = (self.index + 1) * len(STAGES)
-            self.progress.update(self.task, completed=done, where=f"{self.case_id}: done")
+def _no_progress(index: int, n_cases: int, case_id: str, stage: str) -> None:
+    """The :data:`Progress` callback that shows nothing."""
