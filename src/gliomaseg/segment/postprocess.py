@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from gliomaseg.core.case import voxel_spacing
+from gliomaseg.core.geometry import bounding_box, voxel_to_world
 from gliomaseg.core.labels import ET, NCR, region_counts
 from gliomaseg.core.laterality import tumour_side
 
@@ -143,7 +145,8 @@ def tumour_geometry(
         wt, affine, brain_mask=brain, image=image, orientation_known=orientation_known
     )
     note = {"hemisphere_note": side["laterality_note"]} if "laterality_note" in side else {}
-    if not wt.any():
+    box = bounding_box(wt)
+    if box is None:
         return {
             "components": 0,
             "bbox_voxels": None,
@@ -155,12 +158,10 @@ def tumour_geometry(
             **note,
         }
     _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
-    idx = np.argwhere(wt)
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    centroid = idx.mean(axis=0)
-    centroid_mm = (affine @ np.append(centroid, 1.0))[:3]
-    extent = (hi - lo + 1) * spacing
+    lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
+    centroid = np.argwhere(wt).mean(axis=0)
+    centroid_mm = voxel_to_world(centroid, affine)
+    extent = (hi - lo + 1) * np.asarray(voxel_spacing(affine))
     if to_input is not None:  # flips and axis swaps: the two corners bound the box
         corners = np.rint(to_input(np.stack([lo, hi]))).astype(int)
         lo, hi = corners.min(axis=0), corners.max(axis=0)
