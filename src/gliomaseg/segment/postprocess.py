@@ -147,16 +147,7 @@ def tumour_geometry(
     note = {"hemisphere_note": side["laterality_note"]} if "laterality_note" in side else {}
     box = bounding_box(wt)
     if box is None:
-        return {
-            "components": 0,
-            "bbox_voxels": None,
-            "extent_mm": [0.0, 0.0, 0.0],
-            "z_extent_mm": 0.0,
-            "centroid_voxel": None,
-            "centroid_mm": None,
-            "hemisphere": None,
-            **note,
-        }
+        return {**_no_tumour(), **note}
     _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
     lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
     centroid = np.argwhere(wt).mean(axis=0)
@@ -175,6 +166,19 @@ def tumour_geometry(
         "centroid_mm": [round(float(c), 2) for c in centroid_mm],
         "hemisphere": side["laterality"],
         **note,
+    }
+
+
+def _no_tumour() -> dict[str, Any]:
+    """:func:`tumour_geometry` of an empty mask: zeros and None, never an error."""
+    return {
+        "components": 0,
+        "bbox_voxels": None,
+        "extent_mm": [0.0, 0.0, 0.0],
+        "z_extent_mm": 0.0,
+        "centroid_voxel": None,
+        "centroid_mm": None,
+        "hemisphere": None,
     }
 
 
