@@ -18,6 +18,7 @@ import torch
 from gliomaseg.core.case import Case
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TargetSpec
+from gliomaseg.io import outputs
 from gliomaseg.io.layouts import CaseRef
 from gliomaseg.models import ModelConfig, input_multiple
 from gliomaseg.models.checkpoint import input_scale, load_model
@@ -166,16 +167,16 @@ def run_checkpoint(folder: Path) -> Path:
     """
     candidates = (
         (folder / "model.pt", "the fold ensemble of this --cv run"),
-        (folder / "checkpoints" / "best.pt", "the run's best validation epoch"),
-        (folder / "checkpoints" / "last.pt", "the run's last epoch (no best.pt yet)"),
-        (folder / "best.pt", "the run's best validation epoch"),
-        (folder / "last.pt", "the run's last epoch (no best.pt yet)"),
+        (outputs.run_checkpoint(folder, "best"), "the run's best validation epoch"),
+        (outputs.run_checkpoint(folder, "last"), "the run's last epoch (no best.pt yet)"),
+        (folder / outputs.BEST_CHECKPOINT, "the run's best validation epoch"),
+        (folder / outputs.LAST_CHECKPOINT, "the run's last epoch (no best.pt yet)"),
     )
     for path, what in candidates:
         if path.is_file():
             log.info("--model %s is a training run folder: using %s, %s", folder, path, what)
             return path
-    if any(folder.glob("fold*/checkpoints/last.pt")):
+    if any(folder.glob(f"fold*/{outputs.CHECKPOINT_DIR}/{outputs.LAST_CHECKPOINT}")):
         raise InputError(
             f"{folder}: a --cv run without its ensemble yet (no model.pt); rerun its 'gliomaseg "
             f"train --cv' command to finish it, or pass one fold, e.g. {folder / 'fold0'}"
