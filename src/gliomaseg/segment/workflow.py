@@ -230,6 +230,9 @@ def _write_lgg_slices(case: Case, label: np.ndarray, folder: Path) -> None:
 
 @dataclass
 class BatchResult:
+    """What :func:`segment_inputs` did: case ids segmented and skipped, ``(path, message)``
+    per failure."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
