@@ -218,7 +218,7 @@ def _brief(metrics: dict[str, dict[str, Any]]) -> str:
 
 def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, Any]:
     """Per region: mean/median/std of Dice (and HD95, IoU, precision, recall) and worst five."""
-    from gliomaseg.evaluate.workflow import summary_statistics
+    from gliomaseg.evaluate.tables import summary_statistics
 
     out: dict[str, Any] = {}
     regions = [r for r in rows[0][key] if not r.startswith("label")] if rows else []

@@ -132,7 +132,7 @@ def _register_train(sub: Any) -> None:
 def _register_stage_commands(sub: Any) -> None:
     """evaluate, explain, autoencoder and the report commands (their flags live in their modules)."""
     p = sub.add_parser("evaluate", help="Dice, IoU, HD95... of predictions against references")
-    from gliomaseg.evaluate import workflow as evaluate
+    from gliomaseg.cli import evaluate
 
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
