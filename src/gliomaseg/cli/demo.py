@@ -145,8 +145,8 @@ def _steps(
 
 def _stage_steps() -> tuple[Step, Step, Step]:
     """The evaluate, explain and report commands (imported here: ``--help`` stays fast)."""
+    from gliomaseg.cli import evaluate
     from gliomaseg.cli import report as report_cmds
-    from gliomaseg.evaluate import workflow as evaluate
     from gliomaseg.explain import workflow as explain
 
     return (
