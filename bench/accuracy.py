@@ -330,8 +330,10 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
     from gliomaseg.core.labels import get_scheme
     from gliomaseg.evaluate.metrics import region_metrics
     from gliomaseg.io.layouts import read_case
+    from gliomaseg.segment.config import SegmentConfig
+    from gliomaseg.segment.models import Segmenter
     from gliomaseg.segment.postprocess import postprocess
-    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, predict_case
+    from gliomaseg.segment.workflow import predict_case
 
     seg = Segmenter.load(model, device="cpu")
     rows = []
@@ -370,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gliomaseg.core.machine import machine_info
     from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.segment.workflow import resolve_model
+    from gliomaseg.segment.models import resolve_model
     from gliomaseg.train.bundle import read_card
 
     torch.set_num_threads(args.threads)

@@ -207,7 +207,9 @@ def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Time ``segment_case`` (find the files -> seg + summary written)."""
     from gliomaseg.io.layouts import find_cases
     from gliomaseg.io.outdir import OutputFolder
-    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, segment_case
+    from gliomaseg.segment.config import SegmentConfig
+    from gliomaseg.segment.models import Segmenter
+    from gliomaseg.segment.workflow import segment_case
 
     start = time.perf_counter()
     seg = Segmenter.load(args.model, device=device)

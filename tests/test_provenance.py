@@ -13,7 +13,7 @@ from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.prepare.workflow import CACHE_FORMAT, load_index
 from gliomaseg.report.case import build_case_report
-from gliomaseg.segment.workflow import WEIGHTS_DIR
+from gliomaseg.segment.models import WEIGHTS_DIR
 from gliomaseg.synthetic.phantoms import make_case
 from gliomaseg.train.bundle import (
     TRAINING_CASE_NOTE,

@@ -346,16 +346,16 @@ def test_save_probabilities_writes_uint8_scaled_by_1_255(tmp_path):
 def test_tta_flag_reaches_inference_and_probabilities_match_the_summary(
     model_path, tmp_path, monkeypatch
 ):
-    from gliomaseg.models import inference
+    from gliomaseg.segment import workflow
 
     seen: list[bool] = []
-    real = inference.predict_volume
+    real = workflow.predict_volume
 
     def spy(*args, **kwargs):
         seen.append(kwargs["tta"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_volume", spy)
+    monkeypatch.setattr(workflow, "predict_volume", spy)
     synth = make_case(
         rng=np.random.default_rng(32),
         case_id="Case_778",
@@ -394,7 +394,7 @@ def _lgg_patient(tmp_path: Path) -> Path:
 
 
 def _bundled_or_skip(*names: str) -> None:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     for name in names:
         if not (WEIGHTS_DIR / f"{name}.pt").exists():

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg.cli.main import _build_parser, has_default, main, walk_parsers
+from gliomaseg.cli.main import build_parser as _build_parser
+from gliomaseg.cli.main import main
+from gliomaseg.cli.options import has_default, walk_parsers
 from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.train import loop as train_module
 from gliomaseg.train.config import TrainConfig, choose_preset, data_kind, load_config

@@ -282,7 +282,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     cards = sorted(WEIGHTS_DIR.glob("*.json"))
     if not cards:
