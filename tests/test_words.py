@@ -34,13 +34,8 @@ from gliomaseg.explain.categories import (
     categorise,
     category_evidence,
 )
-from gliomaseg.explain.features import (
-    MAJOR_COMPONENT_FRACTION,
-    OPENING_RADIUS_MM,
-    case_features,
-    opened_mask,
-    slice_features,
-)
+from gliomaseg.explain.features import case_features, slice_features
+from gliomaseg.explain.shape import MAJOR_COMPONENT_FRACTION, OPENING_RADIUS_MM, opened_mask
 from gliomaseg.explain.summary import check_summary, summarise_case, summarise_slice
 
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gliomaseg.explain.features import BILATERAL_FRACTION, MIDLINE_MAJORITY
+from gliomaseg.core.laterality import BILATERAL_FRACTION, MIDLINE_MAJORITY
 
 #: Whole-tumour volume (mL) bands of a case: (small/medium, medium/large) boundaries.
 CASE_SIZE_BANDS_ML: tuple[float, float] = (10.0, 50.0)

@@ -28,7 +28,7 @@ from gliomaseg.core.case import Case
 from gliomaseg.core.errors import one_line
 from gliomaseg.core.geometry import bounding_box, reorient
 from gliomaseg.explain.autoencoder.config import AutoencoderConfig
-from gliomaseg.explain.features import solidity_2d
+from gliomaseg.explain.shape import solidity_2d
 from gliomaseg.io.atomic import write_with
 from gliomaseg.io.layouts import discover, read_case
 from gliomaseg.io.outputs import CACHE_INDEX
