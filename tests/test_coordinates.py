@@ -23,7 +23,8 @@ from gliomaseg.cli import explain as explain_cli
 from gliomaseg.cli.main import main
 from gliomaseg.core.geometry import to_canonical, to_source_indices
 from gliomaseg.explain import embedder as embedder_module
-from gliomaseg.explain.mesh import reconstruct, reconstruct_case, stl_bytes, write_mesh
+from gliomaseg.explain.mesh import reconstruct, reconstruct_case
+from gliomaseg.explain.mesh_files import stl_bytes, write_mesh
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case

@@ -52,7 +52,8 @@ from gliomaseg.explain.describe import Description, describe_case, measure_case
 from gliomaseg.explain.embedder import Embedder
 from gliomaseg.explain.features import features_csv, write_features
 from gliomaseg.explain.inputs import find_jobs, load_segmentation
-from gliomaseg.explain.mesh import reconstruct_case, render_views, write_mesh
+from gliomaseg.explain.mesh import reconstruct_case
+from gliomaseg.explain.mesh_files import render_views, write_mesh
 from gliomaseg.explain.sentences import SentenceLibrary
 from gliomaseg.io.atomic import write_json_atomic, write_text_atomic
 from gliomaseg.io.outdir import OutputFolder, check_location
