@@ -143,30 +143,35 @@ def render_views(
             )
         else:
             ax.text2D(0.5, 0.5, "empty mask", transform=ax.transAxes, ha="center")
-        for axis, letters in enumerate(_ENDS):
-            if axis == along:
-                continue
-            for sign, letter in zip((-1.0, 1.0), letters, strict=True):
-                pos = centre.copy()
-                pos[axis] += sign * 1.1 * half
-                ax.text(*pos, letter, color="navy", fontsize=11, ha="center", va="center")
-        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
-            setter(c - half, c + half)
-        ax.set_box_aspect((1, 1, 1))
+        _frame_view(ax, mesh, centre, half, along)
         ax.view_init(elev=elev, azim=azim)
         ax.set_title(name, fontsize=10)
-        labels = (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel)
-        ticks = (ax.set_xticks, ax.set_yticks, ax.set_zticks)
-        for axis in range(3):
-            if axis == along:  # seen end-on: its ticks would pile up in one spot
-                ticks[axis]([])
-            else:
-                name = f"scanner {'xyz'[axis]}" if mesh.space == "RAS" else f"axis {axis}"
-                labels[axis](f"{name} (mm)", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.locator_params(nbins=4)
     write_with(out, lambda tmp: fig.savefig(tmp, format="png"))
     return out
+
+
+def _frame_view(ax: Any, mesh: Mesh, centre: NDArray[np.float64], half: float, along: int) -> None:
+    """Equal mm limits on all axes, the R/L, A/P, S/I letters and axis labels of one view."""
+    for axis, letters in enumerate(_ENDS):
+        if axis == along:
+            continue
+        for sign, letter in zip((-1.0, 1.0), letters, strict=True):
+            pos = centre.copy()
+            pos[axis] += sign * 1.1 * half
+            ax.text(*pos, letter, color="navy", fontsize=11, ha="center", va="center")
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre, strict=True):
+        setter(c - half, c + half)
+    ax.set_box_aspect((1, 1, 1))
+    labels = (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel)
+    ticks = (ax.set_xticks, ax.set_yticks, ax.set_zticks)
+    for axis in range(3):
+        if axis == along:  # seen end-on: its ticks would pile up in one spot
+            ticks[axis]([])
+        else:
+            name = f"scanner {'xyz'[axis]}" if mesh.space == "RAS" else f"axis {axis}"
+            labels[axis](f"{name} (mm)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.locator_params(nbins=4)
 
 
 def _light(elev: float, azim: float) -> NDArray[np.float64]:

@@ -188,18 +188,22 @@ def check_summary(summary: Mapping[str, Any]) -> None:
             raise RuntimeError(f"size words {sorted(bands)} contradict band {band}: {text!r}")
 
 
-def _summarise(
-    features: Mapping[str, Any],
-    scope: str,
-    embedder: Embedder | None,
-    library: SentenceLibrary | None,
-) -> dict[str, Any]:
+def _check_scope(features: Mapping[str, Any], scope: str) -> None:
     if feature_scope(features) != scope:
         other = "slice" if scope == "case" else "case"
         raise ValueError(
             f"summarise_{scope} got {other} features; call summarise_{other} or pass "
             f"{scope}_features output"
         )
+
+
+def _summarise(
+    features: Mapping[str, Any],
+    scope: str,
+    embedder: Embedder | None,
+    library: SentenceLibrary | None,
+) -> dict[str, Any]:
+    _check_scope(features, scope)
     lib = library if library is not None else load_library()
     model = embedder if embedder is not None else embedders.default_embedder()
     evidence = category_evidence(features)
@@ -208,7 +212,7 @@ def _summarise(
     pool = lib.for_scope(scope)
     sims = _cosine(model.embed([queries[a] for a in cats]), model.embed([s.text for s in pool]))
     empty, band = bool(features["empty"]), size_band(features)
-    chosen: list[dict[str, Any]] = []
+    chosen = []
     for row, (aspect, category) in enumerate(cats.items()):
         keep = [
             i
@@ -226,15 +230,9 @@ def _summarise(
             {
                 "aspect": aspect,
                 "category": category,
-                "id": pool[best].id,
-                "text": pool[best].text,
-                "categories": list(pool[best].categories),
-                "score": float(sims[row, best]),
+                **_picked("", pool[best], sims[row, best]),
                 "query": queries[aspect],
-                "top1_id": pool[top].id,
-                "top1_text": pool[top].text,
-                "top1_categories": list(pool[top].categories),
-                "top1_score": float(sims[row, top]),
+                **_picked("top1_", pool[top], sims[row, top]),
                 "agreement": category in pool[top].categories,
                 "rule": evidence[aspect]["rule"],
                 "evidence": evidence[aspect]["evidence"],
@@ -256,6 +254,16 @@ def _summarise(
     }
     check_summary(summary)
     return summary
+
+
+def _picked(prefix: str, sentence: Sentence, score: float) -> dict[str, Any]:
+    """``id``, ``text``, ``categories`` and cosine ``score`` of a sentence, keys prefixed."""
+    return {
+        f"{prefix}id": sentence.id,
+        f"{prefix}text": sentence.text,
+        f"{prefix}categories": list(sentence.categories),
+        f"{prefix}score": float(score),
+    }
 
 
 def summarise_case(
@@ -335,16 +343,8 @@ def agreement_report(
                 entry["n"] += 1
                 entry["agree"] += int(item["agreement"])
             if not item["agreement"]:
-                disagreements.append(
-                    {
-                        "index": index,
-                        "aspect": item["aspect"],
-                        "category": item["category"],
-                        "top1_id": item["top1_id"],
-                        "top1_categories": item["top1_categories"],
-                        "query": item["query"],
-                    }
-                )
+                keys = ("aspect", "category", "top1_id", "top1_categories", "query")
+                disagreements.append({"index": index, **{k: item[k] for k in keys}})
     for table in (per_aspect, per_category):
         for entry in table.values():
             entry["rate"] = entry["agree"] / entry["n"]
