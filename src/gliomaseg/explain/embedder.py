@@ -8,6 +8,7 @@ first use, and the loader's progress bars and notices are kept off the terminal.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -47,7 +48,12 @@ def _load_minilm(device: str) -> Any:
 
 
 def _quiet_transformers() -> None:
-    """Keep the model loader's progress bars and notices off the user's terminal."""
+    """Keep the model loader's progress bars and notices off the user's terminal.
+
+    sentence-transformers logs "Loading SentenceTransformer model from ..." at INFO, which a
+    command line that shows our INFO lines would print; only its warnings are let through.
+    """
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:  # another backend: nothing to silence
