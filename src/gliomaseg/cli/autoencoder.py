@@ -39,7 +39,12 @@ def add_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train (or --resume) a mask autoencoder")
     p.add_argument("--masks", type=Path, metavar="DIR|CACHE", help="prepared cache or cases")
     p.add_argument("-o", "--output", type=Path, metavar="RUN", help="run folder")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue a run exactly")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue a run exactly (only --epochs and --device may change)",
+    )
     d = AutoencoderConfig()
     p.add_argument("--latent", type=int, help=f"latent size ({d.latent} default; 128)")
     p.add_argument("--size", type=int, help=f"mask grid side: {d.size} (default) or 128")
