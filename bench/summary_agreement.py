@@ -70,8 +70,10 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
     import torch
 
     from gliomaseg import __version__
-    from gliomaseg.explain.summary import check_summary, default_embedder, load_library
-    from gliomaseg.explain.workflow import describe_case
+    from gliomaseg.explain.describe import describe_case
+    from gliomaseg.explain.embedder import default_embedder
+    from gliomaseg.explain.sentences import load_library
+    from gliomaseg.explain.summary import check_summary
     from gliomaseg.io.layouts import find_cases, read_case
 
     start, load_start = time.perf_counter(), os.getloadavg()

@@ -12,21 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from gliomaseg.explain import autoencoder as ae
-from gliomaseg.explain.autoencoder import (
-    AutoencoderConfig,
-    MaskSet,
+from gliomaseg.cli import autoencoder as ae_cli
+from gliomaseg.explain.autoencoder import training as ae_training
+from gliomaseg.explain.autoencoder.config import AutoencoderConfig
+from gliomaseg.explain.autoencoder.data import MaskSet, fit_mask, load_masks, split_patients
+from gliomaseg.explain.autoencoder.embed import latent_correlations, pca
+from gliomaseg.explain.autoencoder.model import (
     build_autoencoder,
     dice_per_mask,
     encode,
-    fit_mask,
-    latent_correlations,
     load_autoencoder,
-    load_masks,
-    pca,
     reconstruct,
-    train_autoencoder,
 )
+from gliomaseg.explain.autoencoder.training import train_autoencoder
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
@@ -141,11 +139,11 @@ def test_masks_round_trip_and_patient_split(tmp_path: Path) -> None:
     back = MaskSet.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.masks, masks.masks)
     np.testing.assert_array_equal(back.case_ids, masks.case_ids)
-    train, val = ae.split_patients(np.array(["a", "a", "b", "c", "d", "e", "e"]), 0.4, seed=0)
+    train, val = split_patients(np.array(["a", "a", "b", "c", "d", "e", "e"]), 0.4, seed=0)
     assert len(train) + len(val) == 7 and len(val) >= 2
     patients = np.array(["a", "a", "b", "c", "d", "e", "e"])
     assert not set(patients[train]) & set(patients[val])
-    assert len(ae.split_patients(patients[:4], 0.5, seed=0)[1]) == 0  # < 5 patients: no split
+    assert len(split_patients(patients[:4], 0.5, seed=0)[1]) == 0  # < 5 patients: no split
 
 
 # --------------------------------------------------------------------------- learning
@@ -224,15 +222,15 @@ def test_resume_after_a_crash_mid_epoch(tmp_path: Path, monkeypatch: pytest.Monk
     cfg = AutoencoderConfig(**{**TINY, "save_every_steps": 1, "val_fraction": 0.3})
     masks = MaskSet.from_arrays(blobs(40, 16, np.random.default_rng(2)))
     train_autoencoder(cfg, masks, tmp_path / "ref", progress=False)
-    step, calls = ae._Loop.step, {"n": 0}
+    step, calls = ae_training._Loop.step, {"n": 0}
 
-    def dying_step(self: ae._Loop, *args: object) -> float:
+    def dying_step(self: ae_training._Loop, *args: object) -> float:
         calls["n"] += 1
         if calls["n"] == 7:  # epoch 2, step 3: last.pt holds epoch 1 + 2 steps
             raise KeyboardInterrupt
         return step(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ae._Loop, "step", dying_step)
+    monkeypatch.setattr(ae_training._Loop, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
         train_autoencoder(cfg, masks, tmp_path / "run", progress=False)
     monkeypatch.undo()
@@ -247,6 +245,18 @@ def test_resume_after_a_crash_mid_epoch(tmp_path: Path, monkeypatch: pytest.Monk
     # best.pt holds the epoch with the highest validation Dice, first one on a tie.
     assert ref["best_epoch"] == max(dice, key=lambda e: (dice[e], -e))
     assert ref["best_metric"] == pytest.approx(dice[ref["best_epoch"]], abs=1e-4)
+
+
+def test_resume_refuses_a_changed_setting_in_one_line(tmp_path: Path, capsys) -> None:
+    masks = MaskSet.from_arrays(blobs(20, 16, np.random.default_rng(3)))
+    run = tmp_path / "run"
+    train_autoencoder(AutoencoderConfig(**{**TINY, "epochs": 1}), masks, run, progress=False)
+    argv = ["autoencoder", "train", "--resume", str(run), "--no-progress"]
+    assert _cli([*argv, "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--lr" in err[0] and "cannot change" in err[0]
+    # The run's own value, and --epochs/--device, are no change to refuse.
+    assert _cli([*argv, "--lr", str(TINY.get("lr", AutoencoderConfig().lr)), "--epochs", "1"]) == 0
 
 
 def test_corrupt_or_foreign_checkpoints_are_reported(tmp_path: Path, capsys) -> None:
@@ -275,7 +285,7 @@ def test_corrupt_or_foreign_checkpoints_are_reported(tmp_path: Path, capsys) -> 
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="gliomaseg")
-    ae.add_arguments(parser.add_subparsers(dest="command"))
+    ae_cli.add_arguments(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

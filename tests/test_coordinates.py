@@ -19,11 +19,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from gliomaseg.cli import explain as explain_cli
 from gliomaseg.cli.main import main
 from gliomaseg.core.geometry import to_canonical, to_source_indices
-from gliomaseg.explain import summary as summary_module
-from gliomaseg.explain import workflow as explain
-from gliomaseg.explain.mesh import reconstruct, reconstruct_case, stl_bytes, write_mesh
+from gliomaseg.explain import embedder as embedder_module
+from gliomaseg.explain.mesh import reconstruct, reconstruct_case
+from gliomaseg.explain.mesh_files import stl_bytes, write_mesh
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
@@ -33,7 +34,7 @@ from test_explain import HashEmbedder
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Summaries use the hash embedder (explain's sentences are not under test here)."""
-    monkeypatch.setattr(summary_module, "default_embedder", HashEmbedder)
+    monkeypatch.setattr(embedder_module, "default_embedder", HashEmbedder)
 
 
 def _rotation_z(degrees: float, shift: tuple[float, float, float]) -> np.ndarray:
@@ -223,7 +224,7 @@ def test_segment_and_explain_report_positions_in_the_input_files_frame(
     assert not truth[tuple(np.rint(canonical_centre).astype(int))]
 
     # explain on the written segmentation: same convention, and a mesh that overlays the mask.
-    assert explain.run(explain_args(out / "Case_778_seg.nii.gz", tmp_path / "x")) == 0
+    assert explain_cli.run(explain_args(out / "Case_778_seg.nii.gz", tmp_path / "x")) == 0
     feats = json.loads((tmp_path / "x" / "Case_778_features.json").read_text())["features"]
     np.testing.assert_allclose(feats["centroid_voxel"], summary["centroid_voxel"], atol=0.01)
     np.testing.assert_allclose(feats["centroid_mm"], summary["centroid_mm"], atol=0.01)
@@ -238,7 +239,7 @@ def test_segment_and_explain_report_positions_in_the_input_files_frame(
 
 def explain_args(seg: Path, out: Path) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    explain.add_arguments(parser)
+    explain_cli.add_arguments(parser)
     return parser.parse_args([str(seg), "-o", str(out)])
 
 
@@ -271,7 +272,7 @@ def test_real_brats_case_positions_and_mesh_overlay_the_input(
     np.testing.assert_allclose(summary["centroid_voxel"], truth.mean(axis=0), atol=5.0)
     assert summary["training_case"]["used_to_train_model"] is True
 
-    assert explain.run(explain_args(out / "BraTS2021_00000_seg.nii.gz", tmp_path / "x")) == 0
+    assert explain_cli.run(explain_args(out / "BraTS2021_00000_seg.nii.gz", tmp_path / "x")) == 0
     vertices = _as_viewer_loads(tmp_path / "x" / "BraTS2021_00000_mesh.stl")
     lo, hi = _world_bounds(pred, seg.affine)
     assert np.all(vertices.min(axis=0) >= lo) and np.all(vertices.max(axis=0) <= hi)

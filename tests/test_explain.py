@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gliomaseg.explain import summary as summary_module
+from gliomaseg.cli import explain as explain_cli
+from gliomaseg.explain import embedder as embedder_module
 from gliomaseg.explain import workflow as explain
-from gliomaseg.explain.summary import check_summary, default_library_path
+from gliomaseg.explain.sentences import default_library_path
+from gliomaseg.explain.summary import check_summary
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.output import write_segmentation
@@ -41,7 +43,7 @@ class HashEmbedder:
 @pytest.fixture(autouse=True)
 def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every summary in this file uses the hash embedder unless a test asks for MiniLM."""
-    monkeypatch.setattr(summary_module, "default_embedder", HashEmbedder)
+    monkeypatch.setattr(embedder_module, "default_embedder", HashEmbedder)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +64,12 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gliomaseg explain")
-    explain.add_arguments(parser)
+    explain_cli.add_arguments(parser)
     return parser
 
 
 def _run(argv: list[str]) -> int:
-    return explain.run(_parser().parse_args(argv))
+    return explain_cli.run(_parser().parse_args(argv))
 
 
 def _load(out: Path, case_id: str) -> dict[str, Any]:
@@ -340,9 +342,9 @@ def test_a_long_batch_through_one_minilm_embedder(
         def encode(self, texts: Sequence[str], **_: object) -> np.ndarray:
             return HashEmbedder().embed(texts)
 
-    monkeypatch.setattr(summary_module, "_load_minilm", lambda device: FakeModel())
-    monkeypatch.setattr(summary_module, "_CACHE_LIMIT", 140)  # overflows mid-batch
-    shared = summary_module.MiniLMEmbedder()
+    monkeypatch.setattr(embedder_module, "_load_minilm", lambda device: FakeModel())
+    monkeypatch.setattr(embedder_module, "_CACHE_LIMIT", 140)  # overflows mid-batch
+    shared = embedder_module.MiniLMEmbedder()
     cases = [read_case(raw / "Synth_000"), read_case(raw / "Synth_001")]
     for case in cases * 3:
         desc = explain.describe_case(case, embedder=shared)

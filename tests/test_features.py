@@ -9,15 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from gliomaseg.explain.features import (
-    FEATURE_DOCS,
-    case_features,
-    eccentricity_2d,
-    laterality_from_fractions,
-    slice_features,
-    solidity_3d,
-    write_features,
-)
+from gliomaseg.core.laterality import laterality_from_fractions
+from gliomaseg.explain.feature_docs import FEATURE_DOCS
+from gliomaseg.explain.features import case_features, slice_features, write_features
+from gliomaseg.explain.shape import eccentricity_2d, solidity_3d
 from gliomaseg.synthetic.phantoms import make_case
 
 

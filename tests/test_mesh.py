@@ -11,14 +11,8 @@ import pytest
 
 from gliomaseg.core.case import Case
 from gliomaseg.core.labels import LGG
-from gliomaseg.explain.mesh import (
-    Mesh,
-    enclosed_volume,
-    reconstruct,
-    reconstruct_case,
-    render_views,
-    write_mesh,
-)
+from gliomaseg.explain.mesh import Mesh, enclosed_volume, reconstruct, reconstruct_case
+from gliomaseg.explain.mesh_files import render_views, write_mesh
 
 RADIUS_MM = 10.0
 SPACING = (1.0, 1.0, 2.0)

@@ -101,7 +101,7 @@ def test_the_sentence_model_loads_without_noise():
     """Loading all-MiniLM-L6-v2 in a fresh process prints nothing (no progress bars, no
     notices from transformers): only what gliomaseg itself says reaches the terminal."""
     code = (
-        "from gliomaseg.explain.summary import MiniLMEmbedder\n"
+        "from gliomaseg.explain.embedder import MiniLMEmbedder\n"
         "assert MiniLMEmbedder().embed(['a small tumour']).shape == (1, 384)\n"
     )
     src = Path(__file__).resolve().parents[1] / "src"

@@ -152,7 +152,8 @@ def _write_segment_outputs(case_id: str, folder: Path, out: Path, kind: int) -> 
 def _write_explain_outputs(case_id: str, folder: Path, seg_dir: Path, out: Path) -> None:
     """What ``gliomaseg explain`` writes (features, explanation, mesh PNG)."""
     from gliomaseg.explain.features import case_features, write_features
-    from gliomaseg.explain.mesh import reconstruct_case, render_views
+    from gliomaseg.explain.mesh import reconstruct_case
+    from gliomaseg.explain.mesh_files import render_views
     from gliomaseg.explain.summary import summarise_case
 
     case = read_case(folder)

@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gliomaseg.explain.categories import CATEGORIES, categorise, size_band
 from gliomaseg.explain.features import case_features, slice_features
-from gliomaseg.explain.summary import (
-    CATEGORIES,
+from gliomaseg.explain.sentences import (
     SIZE_WORDS,
-    agreement_report,
-    categorise,
-    check_summary,
     default_library_path,
     load_library,
     says_no_tumour,
-    size_band,
     size_words_in,
+)
+from gliomaseg.explain.summary import (
+    agreement_report,
+    check_summary,
     summarise_case,
     summarise_slice,
 )
@@ -238,7 +238,7 @@ def test_agreement_report_counts(fake: HashEmbedder) -> None:
 @pytest.mark.slow
 def test_real_minilm_model_summaries() -> None:
     """The packaged all-MiniLM-L6-v2 (no download) gives 384-d unit vectors and safe text."""
-    from gliomaseg.explain.summary import default_embedder
+    from gliomaseg.explain.embedder import default_embedder
 
     embedder = default_embedder()
     texts = ["The tumour is large.", "This is a large lesion.", "The train leaves at noon."]

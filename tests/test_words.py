@@ -21,16 +21,9 @@ import pytest
 from scipy import ndimage
 
 from gliomaseg.core.labels import ED, ET, NCR
-from gliomaseg.explain import summary as summary_module
+from gliomaseg.explain import embedder as embedder_module
 from gliomaseg.explain import workflow as explain
-from gliomaseg.explain.features import (
-    MAJOR_COMPONENT_FRACTION,
-    OPENING_RADIUS_MM,
-    case_features,
-    opened_mask,
-    slice_features,
-)
-from gliomaseg.explain.summary import (
+from gliomaseg.explain.categories import (
     CASE_SIZE_BANDS_ML,
     DIFFUSE_BRAIN_FRACTION,
     DIFFUSE_EXTENT_MM,
@@ -40,10 +33,10 @@ from gliomaseg.explain.summary import (
     SLICE_SIZE_BANDS_MM2,
     categorise,
     category_evidence,
-    check_summary,
-    summarise_case,
-    summarise_slice,
 )
+from gliomaseg.explain.features import case_features, slice_features
+from gliomaseg.explain.shape import MAJOR_COMPONENT_FRACTION, OPENING_RADIUS_MM, opened_mask
+from gliomaseg.explain.summary import check_summary, summarise_case, summarise_slice
 
 
 class HashEmbedder:
@@ -400,7 +393,7 @@ def test_explain_on_a_real_case_says_what_its_labels_show(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The whole of explain (files written, slice summaries) on BraTS2021_00002."""
-    monkeypatch.setattr(summary_module, "default_embedder", HashEmbedder)
+    monkeypatch.setattr(embedder_module, "default_embedder", HashEmbedder)
     path = shared_data / "brats" / "BraTS2021_00002"
     result = explain.explain_inputs(path, tmp_path, mesh=False)
     assert not result.failures, result.failures

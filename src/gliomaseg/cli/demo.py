@@ -145,9 +145,8 @@ def _steps(
 
 def _stage_steps() -> tuple[Step, Step, Step]:
     """The evaluate, explain and report commands (imported here: ``--help`` stays fast)."""
-    from gliomaseg.cli import evaluate
+    from gliomaseg.cli import evaluate, explain
     from gliomaseg.cli import report as report_cmds
-    from gliomaseg.explain import workflow as explain
 
     return (
         ("evaluate", evaluate.add_arguments, evaluate.run),

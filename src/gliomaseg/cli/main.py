@@ -65,9 +65,8 @@ def _register_stage_commands(sub: Any) -> None:
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
 
+    from gliomaseg.cli import autoencoder, explain
     from gliomaseg.cli import report as report_cmds
-    from gliomaseg.explain import autoencoder
-    from gliomaseg.explain import workflow as explain
 
     p = sub.add_parser(
         "explain", help="features, plain-language summary and 3D surface of a segmentation"
