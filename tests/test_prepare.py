@@ -42,7 +42,7 @@ def test_prepare_resumes_and_keeps_geometry(tmp_path, capsys):
     image, label, meta = open_case(cache, "BraTS2021_00000")
     assert isinstance(image, np.memmap) and image.dtype == np.float16
     case = read_case(tmp_path / "raw" / "BraTS2021_00000")
-    from gliomaseg.prepare.preprocess import CropInfo, uncrop
+    from gliomaseg.prepare.crop import CropInfo, uncrop
 
     crop = CropInfo.from_dict(meta["crop"])
     restored = uncrop(np.moveaxis(np.asarray(label), 0, -1), crop)

@@ -168,24 +168,12 @@ def expected_name(layout: str, case_id: str, modality: str) -> str:
     return f"{case_id}_{modality}.nii.gz"
 
 
-def case_id_before(name: str, token: str) -> str:
-    """The part of a file stem before its role token (``BraTS2021_00000_t1ce`` -> ``BraTS2021_00000``).
-
-    Returns ``""`` when the token is the first word (``Flair_subtrMeanDivStd``).
-    """
-    for match in re.finditer(r"[^_\-.\s]+", name):
-        if match.group(0).lower() == token:
-            return name[: match.start()].rstrip("_-. ")
-    return ""
-
-
 __all__ = [
     "FOUR_MODALITY_LAYOUTS",
     "LABEL_TOKENS",
     "MODALITIES",
     "MODALITY_ALIASES",
     "FileRole",
-    "case_id_before",
     "classify",
     "common_id",
     "expected_name",

@@ -38,7 +38,9 @@ from gliomaseg.io.atomic import remove_orphans, temporary_dir, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.tiff import LGG_AXES, LGG_CHANNELS
-from gliomaseg.prepare.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
+from gliomaseg.prepare.crop import CropInfo, crop_to_brain
+from gliomaseg.prepare.normalize import zscore
+from gliomaseg.prepare.splits import kfold_patients
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +188,7 @@ def model_input(
 
     Returns:
         image (Z, C, x, y) float32 slice-major; the crop (undo with
-        :func:`~gliomaseg.prepare.preprocess.uncrop`); the (X, Y, Z) brain mask.
+        :func:`~gliomaseg.prepare.crop.uncrop`); the (X, Y, Z) brain mask.
 
     Raises:
         ValueError: the case lacks one of ``modalities`` (named).

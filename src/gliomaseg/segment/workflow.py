@@ -39,7 +39,7 @@ from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
-from gliomaseg.prepare.preprocess import uncrop
+from gliomaseg.prepare.crop import uncrop
 from gliomaseg.prepare.workflow import NETWORK_AXES, model_input, network_axes
 from gliomaseg.segment.postprocess import (
     COORDINATES,
