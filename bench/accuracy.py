@@ -110,10 +110,10 @@ def predict_cached(
     """
     from gliomaseg.core.case import voxel_spacing
     from gliomaseg.core.targets import TargetSpec
+    from gliomaseg.io.cache import load_index, open_case
     from gliomaseg.models import ModelConfig, input_multiple
     from gliomaseg.models.checkpoint import input_scale
     from gliomaseg.models.inference import predict_volume
-    from gliomaseg.prepare.workflow import load_index, open_case
 
     available = list(load_index(cache)["modalities"])
     target = TargetSpec.from_dict(payload["target"])
@@ -154,7 +154,7 @@ def score_fold(
     """
     from gliomaseg.core.targets import TargetSpec
     from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
-    from gliomaseg.prepare.workflow import load_index
+    from gliomaseg.io.cache import load_index
     from gliomaseg.segment.postprocess import postprocess
 
     index = load_index(cache)
@@ -392,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with torch.inference_mode():
         if args.unseen:
+            from gliomaseg.io.cache import load_index
             from gliomaseg.models.checkpoint import load_model
-            from gliomaseg.prepare.workflow import load_index
 
             patients = unseen_patients(folds, load_index(args.cache))
             print(f"{len(patients)} patients no member trained on", file=sys.stderr)

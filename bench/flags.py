@@ -178,8 +178,8 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
     ``--cached-only`` evaluates what is kept without predicting.
     """
     from gliomaseg.io.atomic import write_json_atomic
+    from gliomaseg.io.cache import load_index
     from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.prepare.workflow import load_index
 
     accuracy = _accuracy()
     index = load_index(args.cache)

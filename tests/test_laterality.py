@@ -11,9 +11,9 @@ from gliomaseg.core.case import Case
 from gliomaseg.core.geometry import orientation_code, reorient, reorient_affine, to_canonical
 from gliomaseg.core.laterality import UNKNOWN_ORIENTATION_NOTE, brain_reference, tumour_side
 from gliomaseg.explain.features import case_features, slice_features
+from gliomaseg.io.cache import case_axes, network_axes
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.tiff import LGG_AXES, lgg_affine
-from gliomaseg.prepare.workflow import case_axes, network_axes
 from gliomaseg.report.figures import display_slice
 from gliomaseg.segment.postprocess import tumour_geometry
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case

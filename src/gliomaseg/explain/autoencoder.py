@@ -309,7 +309,7 @@ def load_masks(
 
 def _cache_planes(cache: Path) -> Iterator[_Plane]:
     from gliomaseg.core.geometry import reorient
-    from gliomaseg.prepare.workflow import NETWORK_AXES, case_axes, load_index, open_case
+    from gliomaseg.io.cache import NETWORK_AXES, case_axes, load_index, open_case
 
     for entry in load_index(cache)["cases"]:
         _, label, meta = open_case(cache, entry["case_id"])

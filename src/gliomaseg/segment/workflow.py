@@ -36,11 +36,12 @@ from gliomaseg.core.geometry import reorient, reorient_affine
 from gliomaseg.core.labels import get_scheme
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
+from gliomaseg.io.cache import NETWORK_AXES, network_axes
 from gliomaseg.io.layouts import CaseRef, discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.prepare.crop import uncrop
-from gliomaseg.prepare.workflow import NETWORK_AXES, model_input, network_axes
+from gliomaseg.prepare.workflow import model_input
 from gliomaseg.segment.postprocess import (
     COORDINATES,
     PostprocessConfig,
@@ -93,7 +94,7 @@ class Segmenter:
     meta: dict[str, Any]
     #: In-plane factor the (2D) model was trained at; slices are resized by it and back.
     input_scale: float = 1.0
-    #: Axes of the arrays the model was trained on (:func:`gliomaseg.prepare.workflow.network_axes`);
+    #: Axes of the arrays the model was trained on (:func:`gliomaseg.io.cache.network_axes`);
     #: cases are reoriented to them for the network and back.
     axes: str = NETWORK_AXES
 

@@ -25,13 +25,13 @@ from gliomaseg import __version__
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.machine import machine_info
 from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.io.cache import load_index, network_axes
 from gliomaseg.models.checkpoint import (
     CHECKPOINT_FORMAT,
     input_scale,
     load_checkpoint,
     save_checkpoint,
 )
-from gliomaseg.prepare.workflow import load_index, network_axes
 
 
 def _code_version() -> str:

@@ -29,10 +29,10 @@ import torch
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
+from gliomaseg.io.cache import cache_axes, load_index, open_case
 from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from gliomaseg.models.inference import autocast, predict_volume, predict_volume_3d
 from gliomaseg.models.resize import check_scale
-from gliomaseg.prepare.workflow import cache_axes, load_index, open_case
 from gliomaseg.train.augment import AugmentConfig
 from gliomaseg.train.datasets import (
     ConcatSlices,
