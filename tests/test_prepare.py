@@ -8,7 +8,8 @@ import numpy as np
 
 from gliomaseg.cli.main import main
 from gliomaseg.io.cache import open_case
-from gliomaseg.io.layouts import CaseRef, read_case
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import read_case
 from gliomaseg.io.writers import write_layout
 from gliomaseg.prepare.workflow import patient_of, stratum_of
 from gliomaseg.synthetic.phantoms import make_case

@@ -363,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> object | None:
-    from gliomaseg.io.layouts import LayoutConfig
+    from gliomaseg.io.caseref import LayoutConfig
 
     return LayoutConfig.load(args.layout_config) if args.layout_config else None
 
@@ -373,7 +373,8 @@ def _load_config(args: argparse.Namespace) -> object | None:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from gliomaseg.core.labels import get_scheme
-    from gliomaseg.io.layouts import LayoutConfig, discover, read_case
+    from gliomaseg.io.caseref import LayoutConfig
+    from gliomaseg.io.layouts import discover, read_case
     from gliomaseg.prepare.inspect import describe
 
     if args.label_scheme:
@@ -446,7 +447,7 @@ def _stderr_console() -> Any:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from gliomaseg.io.layouts import LayoutConfig
+    from gliomaseg.io.caseref import LayoutConfig
     from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
 
     config = _load_config(args)

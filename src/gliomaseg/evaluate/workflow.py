@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
     from gliomaseg.core.labels import LabelScheme
     from gliomaseg.evaluate.metrics import EmptyPolicy
-    from gliomaseg.io.layouts import CaseRef
+    from gliomaseg.io.caseref import CaseRef
 
 logger = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ from gliomaseg.io.outdir import OutputFolder, check_location
 if TYPE_CHECKING:
     from gliomaseg.core.case import Case
     from gliomaseg.explain.summary import Embedder, SentenceLibrary
-    from gliomaseg.io.layouts import CaseRef
+    from gliomaseg.io.caseref import CaseRef
 
 log = logging.getLogger(__name__)
 

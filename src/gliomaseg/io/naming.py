@@ -168,6 +168,15 @@ def expected_name(layout: str, case_id: str, modality: str) -> str:
     return f"{case_id}_{modality}.nii.gz"
 
 
+def tcga_site(name: str) -> str:
+    """Tissue-source site of a TCGA patient name: ``TCGA_CS_4941_19960909`` -> ``CS``.
+
+    The second ``_``-separated word; ``""`` when the name has fewer than three words.
+    """
+    parts = name.split("_")
+    return parts[1] if len(parts) >= 3 else ""
+
+
 __all__ = [
     "FOUR_MODALITY_LAYOUTS",
     "LABEL_TOKENS",
@@ -179,5 +188,6 @@ __all__ = [
     "expected_name",
     "naming_convention",
     "stem",
+    "tcga_site",
     "tokens",
 ]

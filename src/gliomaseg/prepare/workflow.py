@@ -33,7 +33,9 @@ from gliomaseg.io.cache import (
     case_axes,
     case_dir,
 )
-from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
+from gliomaseg.io.caseref import CaseRef, LayoutConfig
+from gliomaseg.io.layouts import discover_all, read_case
+from gliomaseg.io.naming import tcga_site
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.outputs import CACHE_CASES, CACHE_INDEX
 from gliomaseg.prepare.crop import CropInfo, crop_to_brain
@@ -118,9 +120,8 @@ def stratum_of(patient: str) -> str:
     collection read from the id (``CBICA``, ``TCIA``, ``2013`` for BraTS 2017-2020 names such
     as ``Brats18_TCIA02_135_1``; ``2021`` for ``BraTS2021_*``). Anything else: ``""``.
     """
-    parts = patient.split("_")
-    if parts[0] == "TCGA" and len(parts) > 2:
-        return parts[1]
+    if patient.startswith("TCGA_") and (site := tcga_site(patient)):
+        return site
     if m := _BRATS_SOURCE.search(patient):
         return m.group(1).upper()
     if patient.startswith("BraTS2021_"):

@@ -37,7 +37,8 @@ from gliomaseg.core.labels import get_scheme
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.cache import NETWORK_AXES, network_axes
-from gliomaseg.io.layouts import CaseRef, discover_all, read_case
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
 from gliomaseg.io.output import write_segmentation
 from gliomaseg.prepare.crop import uncrop
