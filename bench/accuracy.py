@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -368,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from gliomaseg.core.machine import machine_info
+    from gliomaseg.core.machine import report_header
     from gliomaseg.models.checkpoint import load_checkpoint
     from gliomaseg.segment.workflow import resolve_model
     from gliomaseg.train.bundle import read_card
@@ -445,18 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - start, 1),
     }
     report = {
-        "benchmark": "accuracy",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": "cpu",
-        "load_average_1_5_15": {
-            "start": [round(x, 2) for x in load_before],
-            "end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "note": args.note,
+        **report_header(
+            "accuracy", note=args.note, threads=args.threads, device="cpu", load_start=load_before
+        ),
         "settings": {
             "cache": str(args.cache),
             "tta": args.tta,

@@ -35,10 +35,8 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -451,18 +449,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from gliomaseg.core.machine import machine_info
+    from gliomaseg.core.machine import report_header
 
     torch.set_num_threads(args.threads)
     if args.cost:
+        load_before = os.getloadavg()
+        results = cost(args.cost)
         report = {
-            "benchmark": "flags-cost",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine_info(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "results": cost(args.cost),
+            **report_header("flags-cost", threads=args.threads, load_start=load_before),
+            "results": results,
         }
         print(json.dumps(report, indent=1))
         return 0
@@ -472,18 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         records, folds = predict_runs(args)
     variants = sorted({r["variants"] for r in records})
     report = {
-        "benchmark": "flags",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": "cpu",
-        "load_average_1_5_15": {
-            "start": [round(x, 2) for x in load_before],
-            "end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "note": args.note,
+        **report_header(
+            "flags", note=args.note, threads=args.threads, device="cpu", load_start=load_before
+        ),
         "settings": {
             "runs": [str(r) for r in args.runs],
             "folds": folds,

@@ -24,22 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
-    from gliomaseg.core.machine import machine_info
-
-    return machine_info()
 
 
 def _rates(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,6 +61,7 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
     import torch
 
     from gliomaseg import __version__
+    from gliomaseg.core.machine import report_header
     from gliomaseg.explain.summary import check_summary, default_embedder, load_library
     from gliomaseg.explain.workflow import describe_case
     from gliomaseg.io.layouts import find_cases, read_case
@@ -108,16 +100,14 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
             counts[f"{summary['kind']}_summaries"] += 1
             items[summary["kind"]] += summary["sentences"]
     return {
-        "benchmark": "summary_agreement",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **report_header(
+            "summary_agreement",
+            note=note,
+            threads=torch.get_num_threads(),
+            device="cpu",
+            load_start=load_start,
+        ),
         "gliomaseg": __version__,
-        "threads": torch.get_num_threads(),
-        "device": "cpu",
-        "load_average_1_5_15": {"start": list(load_start), "end": list(os.getloadavg())},
-        "note": note,
         "settings": {"data": str(data), "embedder": embedder.name, "library": library.source},
         "results": {
             "n_cases": sum(per_folder.values()),

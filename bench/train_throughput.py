@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -308,13 +307,6 @@ SWEEP: dict[str, list[str]] = {
 }
 
 
-def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
-    from gliomaseg.core.machine import machine_info
-
-    return machine_info()
-
-
 def _memory_gb() -> float | None:
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
@@ -348,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
+    from gliomaseg.core.machine import report_header
+
     cuda = torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         raise SystemExit("train_throughput: --device cuda but no CUDA device; use --device cpu")
@@ -364,21 +358,16 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = [run_worker(argv, d) for d in devices[args.device]]
     report = {
-        "benchmark": "train_throughput",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": ", ".join(
-            d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
-            for d in devices[args.device]
+        **report_header(
+            "train_throughput",
+            note=args.note,
+            threads=args.threads,
+            device=", ".join(
+                d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
+                for d in devices[args.device]
+            ),
+            load_start=load_start,
         ),
-        "load_average_1_5_15": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
-        "note": args.note,
         "settings": {
             "model": "per result"
             if args.sweep
