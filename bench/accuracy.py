@@ -356,7 +356,35 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
     return rows
 
 
+def update_card(card_path: Path, report: dict[str, Any], choice: dict[str, Any] | None) -> None:
+    """Store the cross-validation results of ``report`` in the model card ``card_path``."""
+    from gliomaseg.io.atomic import write_json_atomic
+    from gliomaseg.train.bundle import read_card
+
+    results = report["results"]
+    card = read_card(card_path)
+    card["cross_validation"] = {
+        "measured": report["date"],
+        "machine": report["machine"],
+        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+        "n_patients": results["n_patients"],
+        "postprocessing": results["postprocessing"],
+        "postprocessing_choice": choice,
+        "per_patient_3d": results["cross_validation"],
+        "per_patient_3d_without_postprocessing": results["cross_validation_without_postprocessing"],
+        "agreement_with_isen20": [
+            {
+                "case_id": a["case_id"],
+                **{r: a["metrics"][r]["dice"] for r in ("WT", "TC", "ET")},
+            }
+            for a in results["agreement_with_isen20"]
+        ],
+    }
+    write_json_atomic(card_path, card)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # One linear run (load, predict every fold, choose postprocessing, score, report): long, not deep.
     args = parse_args(argv)
     if args.unseen and (args.update_card or args.choose_postprocessing):
         print(
@@ -369,7 +397,6 @@ def main(argv: list[str] | None = None) -> int:
     from gliomaseg.core.machine import report_header
     from gliomaseg.models.checkpoint import load_checkpoint
     from gliomaseg.segment.workflow import resolve_model
-    from gliomaseg.train.bundle import read_card
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -457,30 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=1))
     if args.update_card:
-        from gliomaseg.io.atomic import write_json_atomic
-
-        card_path = path.with_suffix(".json")
-        card = read_card(card_path)
-        card["cross_validation"] = {
-            "measured": report["date"],
-            "machine": report["machine"],
-            "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
-            "n_patients": results["n_patients"],
-            "postprocessing": results["postprocessing"],
-            "postprocessing_choice": choice,
-            "per_patient_3d": results["cross_validation"],
-            "per_patient_3d_without_postprocessing": results[
-                "cross_validation_without_postprocessing"
-            ],
-            "agreement_with_isen20": [
-                {
-                    "case_id": a["case_id"],
-                    **{r: a["metrics"][r]["dice"] for r in ("WT", "TC", "ET")},
-                }
-                for a in agree
-            ],
-        }
-        write_json_atomic(card_path, card)
+        update_card(path.with_suffix(".json"), report, choice)
     return 0
 
 

@@ -283,6 +283,7 @@ def _f1(table: dict[str, Any]) -> float:
 
 def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every figure of the report from the per-patient records (no prediction)."""
+    # Long: one section per figure of the report, each a few lines and independent.
     from scipy.stats import spearmanr
 
     from gliomaseg.evaluate.metrics import auroc

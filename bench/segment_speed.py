@@ -80,6 +80,7 @@ def _model_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Long: a flat table of add_argument calls, one per flag.
     from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)

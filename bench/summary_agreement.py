@@ -58,6 +58,7 @@ def _dataset(path: Path, data: Path) -> str:
 
 def run(data: Path, *, note: str = "") -> dict[str, Any]:
     """Describe every labelled case under ``data``; returns the report."""
+    # Long: one loop over the cases, then the report dict written out field by field.
     import torch
 
     from gliomaseg import __version__

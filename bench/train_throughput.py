@@ -46,6 +46,7 @@ def _features(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Long: a flat table of add_argument calls, one per flag.
     from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
@@ -154,6 +155,7 @@ def _random_batch(config: Any, n_channels: int, seed: int) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     """Train ``warmup + steps`` steps on one device; timings of the last ``steps``."""
+    # Long: the measurement must stay one straight-line body (set-up, warm-up, timed steps).
     import torch
 
     from gliomaseg.models import count_parameters
