@@ -20,7 +20,7 @@ from gliomaseg.explain import workflow as explain
 from gliomaseg.explain.summary import check_summary, default_library_path
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import read_case
-from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import make_case
 

@@ -131,7 +131,7 @@ def test_lgg_rows_are_anterior_to_posterior_and_columns_right_to_left(tmp_path) 
 
 
 def test_nifti_without_qform_or_sform_is_orientation_unknown(tmp_path, phantom) -> None:
-    from gliomaseg.io.output import write_segmentation
+    from gliomaseg.io.segmentation import write_segmentation
 
     folder = tmp_path / "case1"
     folder.mkdir()

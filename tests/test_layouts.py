@@ -14,7 +14,7 @@ from gliomaseg.core.geometry import orientation_code, to_canonical
 from gliomaseg.io.caseref import LayoutConfig
 from gliomaseg.io.layouts import find_cases, read_case
 from gliomaseg.io.naming import tcga_site
-from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 

@@ -40,7 +40,7 @@ from gliomaseg.io.cache import NETWORK_AXES, network_axes
 from gliomaseg.io.caseref import CaseRef
 from gliomaseg.io.layouts import discover_all, read_case
 from gliomaseg.io.outdir import OutputFolder, check_location
-from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.prepare.crop import uncrop
 from gliomaseg.prepare.workflow import model_input
 from gliomaseg.segment.postprocess import (
