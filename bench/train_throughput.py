@@ -48,6 +48,7 @@ def _features(text: str) -> list[int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Long: a flat table of add_argument calls, one per flag.
     from gliomaseg.cli.main import DefaultsHelpFormatter
+    from gliomaseg.io.cache import is_cache
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument(
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--size {args.size} must be a multiple of {multiple} for {len(args.features)} levels"
         )
-    if args.cache is not None and not (args.cache / "index.json").exists():
+    if args.cache is not None and not is_cache(args.cache):
         parser.error(f"--cache {args.cache}: no index.json; make one with 'gliomaseg prepare'")
     return args
 

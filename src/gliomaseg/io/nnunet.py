@@ -20,6 +20,7 @@ from gliomaseg.io.naming import MODALITY_ALIASES, stem
 #: MSD Task01 channel order (also the default nnU-Net channel map).
 MSD_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 
+#: File stem of one nnU-Net channel: ``<id>_0000``.
 NNUNET_NAME = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 
 #: Folders whose 4D images are Decathlon cases (a 4D file elsewhere has no channel order).
@@ -102,6 +103,7 @@ def _channel_index(dj: Path) -> Callable[[str], int]:
 
 
 def nnunet_ref(images_dir: Path, case_id: str, *, labels_dir: Path) -> CaseRef:
+    """The nnU-Net case ``case_id`` in ``images_dir`` (channels named by ``dataset.json``)."""
     channels = _channel_map(images_dir.parent, images_dir)
     images: dict[str, Path] = {}
     for k, modality in enumerate(channels):
@@ -125,6 +127,7 @@ def nnunet_ref(images_dir: Path, case_id: str, *, labels_dir: Path) -> CaseRef:
 
 
 def dataset_refs(dataset: Path) -> list[CaseRef]:
+    """Every case of a dataset folder holding ``imagesTr``/``imagesTs`` (nnU-Net or MSD)."""
     refs: list[CaseRef] = []
     for sub in ("imagesTr", "imagesTs"):
         folder = dataset / sub
