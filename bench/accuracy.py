@@ -216,7 +216,7 @@ def _brief(metrics: dict[str, dict[str, Any]]) -> str:
 
 def summarise(rows: list[dict[str, Any]], key: str = "metrics") -> dict[str, Any]:
     """Per region: mean/median/std of Dice (and HD95, IoU, precision, recall) and worst five."""
-    from gliomaseg.evaluate.workflow import summary_statistics
+    from gliomaseg.evaluate.tables import summary_statistics
 
     out: dict[str, Any] = {}
     regions = [r for r in rows[0][key] if not r.startswith("label")] if rows else []
@@ -328,8 +328,10 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
     from gliomaseg.core.labels import get_scheme
     from gliomaseg.evaluate.metrics import region_metrics
     from gliomaseg.io.layouts import read_case
+    from gliomaseg.segment.config import SegmentConfig
+    from gliomaseg.segment.models import Segmenter
     from gliomaseg.segment.postprocess import postprocess
-    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, predict_case
+    from gliomaseg.segment.workflow import predict_case
 
     seg = Segmenter.load(model, device="cpu")
     rows = []
@@ -396,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from gliomaseg.core.machine import report_header
     from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.segment.workflow import resolve_model
+    from gliomaseg.segment.models import resolve_model
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

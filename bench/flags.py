@@ -111,8 +111,8 @@ def patient_record(
     from gliomaseg.evaluate.metrics import confusion, dice, slice_metrics
     from gliomaseg.models.checkpoint import input_scale
     from gliomaseg.segment.postprocess import PostprocessConfig, postprocess
+    from gliomaseg.segment.summary import tumour_probability
     from gliomaseg.segment.uncertainty import Disagreement, case_confidence, components
-    from gliomaseg.segment.workflow import tumour_probability
 
     target = TargetSpec.from_dict(payload["target"])
     observer = Disagreement(target)
@@ -403,8 +403,8 @@ def cost(model: str, *, repeats: int = 3) -> dict[str, Any]:
     import torch
 
     from gliomaseg.models.inference import _forward, probabilities
+    from gliomaseg.segment.models import Segmenter
     from gliomaseg.segment.uncertainty import Disagreement, review
-    from gliomaseg.segment.workflow import Segmenter
 
     seg = Segmenter.load(model, device="cpu")
     channels = len(seg.modalities) * (2 * seg.context + 1)

@@ -23,7 +23,7 @@ runs in a fresh subprocess so its peak RSS is its own (``--in-process`` runs bot
 process: faster, but RSS and cold start then mean nothing). Devices: CPU with ``--threads``
 threads, and CUDA too when present. Timings are reported, never asserted.
 
-Without ``--model`` the default architecture (:class:`gliomaseg.train.loop.TrainConfig`'s U-Net
+Without ``--model`` the default architecture (:class:`gliomaseg.train.config.TrainConfig`'s U-Net
 16-32-64-128, WT/TC/ET sigmoid regions) is saved untrained in gliomaseg's checkpoint
 format: weights do not change the network's cost. Without ``--case`` the first BraTS 2021
 case of ``../shared/data`` is used, or a BraTS-like synthetic case (240 x 240 x 155) when
@@ -162,10 +162,11 @@ def untrained_checkpoint(path: Path, *, features: list[int], seed: int) -> dict[
     import torch
 
     from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-    from gliomaseg.train.loop import TrainConfig, build_from_config
+    from gliomaseg.train.builders import build_from_config
+    from gliomaseg.train.config import TrainConfig
 
     modalities = ["flair", "t1", "t1ce", "t2"]
-    config = TrainConfig(model={"name": "unet", "features": list(features)})
+    config = TrainConfig.from_dict({"model": {"name": "unet", "features": list(features)}})
     torch.manual_seed(seed)
     model, model_cfg = build_from_config(config, len(modalities))
     save_checkpoint(
@@ -206,7 +207,9 @@ def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Time ``segment_case`` (find the files -> seg + summary written)."""
     from gliomaseg.io.layouts import find_cases
     from gliomaseg.io.outdir import OutputFolder
-    from gliomaseg.segment.workflow import SegmentConfig, Segmenter, segment_case
+    from gliomaseg.segment.config import SegmentConfig
+    from gliomaseg.segment.models import Segmenter
+    from gliomaseg.segment.workflow import segment_case
 
     start = time.perf_counter()
     seg = Segmenter.load(args.model, device=device)

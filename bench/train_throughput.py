@@ -10,7 +10,7 @@ bf16 autocast and channels-last, as ``train.py`` does.
 
 By default one random batch is reused every step, so the numbers are the network's alone.
 ``--cache CACHE`` trains through the real data path instead (``SliceDataset`` and
-``EpochSampler`` over a prepared cache, as ``train._loader`` builds them) and also reports
+``EpochSampler`` over a prepared cache, as ``gliomaseg.train.builders.make_loader`` builds them) and also reports
 the time spent waiting for batches. Timings are reported, never asserted; the load average
 is recorded because other work on the machine changes them.
 
@@ -121,23 +121,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, device: str) -> Any:
-    from gliomaseg.train.loop import TrainConfig
+    from gliomaseg.train.config import TrainConfig
 
     # Only the model width, slice size and batch differ from TrainConfig's defaults;
     # fold -1 trains on every labelled case of a --cache (no validation split needed).
     model: dict[str, Any] = {"name": args.model, "features": list(args.features), "norm": args.norm}
     if args.model == "residual_unet":
         model["num_res_units"] = args.res_units
-    return TrainConfig(
-        model=model,
-        patch_size=(args.size, args.size),
-        batch_size=args.batch_size,
-        steps_per_epoch=args.warmup + args.steps,
-        amp=args.amp,
-        device=device,
-        fold=-1,
-        workers=args.workers,
-        seed=args.seed,
+    return TrainConfig.from_dict(
+        {
+            "model": model,
+            "patch_size": (args.size, args.size),
+            "batch_size": args.batch_size,
+            "steps_per_epoch": args.warmup + args.steps,
+            "amp": args.amp,
+            "device": device,
+            "fold": -1,
+            "workers": args.workers,
+            "seed": args.seed,
+        }
     )
 
 
@@ -160,8 +162,9 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     import torch
 
     from gliomaseg.models import count_parameters
-    from gliomaseg.train.loop import _channels, _loader, _split, _step, build_from_config
-    from gliomaseg.train.losses import LossConfig, build_loss
+    from gliomaseg.train.builders import build_from_config, cache_channels, make_loader, split_cases
+    from gliomaseg.train.loop import _step
+    from gliomaseg.train.losses import build_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -174,9 +177,9 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         batch = _random_batch(config, n_channels, args.seed)
         batches = [{k: v.to(device) for k, v in batch.items()}] * total
     else:
-        channels, modalities = _channels(args.cache, config)
-        train_ids, _ = _split(args.cache, config)
-        loader, sampler = _loader(args.cache, train_ids, config, channels, 0, 1)
+        channels, modalities = cache_channels(args.cache, config)
+        train_ids, _ = split_cases(args.cache, config)
+        loader, sampler = make_loader(args.cache, train_ids, config, channels, 0, 1)
         sampler.set_epoch(0)
         batches, n_channels = loader, len(modalities)
     model, _ = build_from_config(config, n_channels)
@@ -190,7 +193,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
                 for b in batches
             ]
     net: Any = torch.compile(model) if args.compile else model  # compiles in the warmup
-    loss_fn = build_loss(LossConfig.from_dict(config.loss))
+    loss_fn = build_loss(config.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     load_before = os.getloadavg()
     step_s, data_s, cpu_s, losses = [], [], [], []
@@ -218,7 +221,7 @@ def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
         "device": device_name,
         "mode": "random" if args.cache is None else "cache",
         "threads": args.threads,
-        "model": config.model,
+        "model": config.to_dict()["model"],
         "size": args.size,
         "batch_size": args.batch_size,
         "amp_bf16": use_bf16(device, config.amp),

@@ -73,7 +73,8 @@ def synthetic_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_cache, tmp_path_factory) -> Path:
     """Run folder of :data:`TINY_TRAIN` trained on :func:`synthetic_cache`."""
-    from gliomaseg.train.loop import TrainConfig, train
+    from gliomaseg.train.config import TrainConfig
+    from gliomaseg.train.loop import train
 
     run = tmp_path_factory.mktemp("tiny") / "run"
     train(TrainConfig.from_dict(TINY_TRAIN), synthetic_cache, run, progress=False)

@@ -14,6 +14,7 @@ import torch
 
 from conftest import TINY_TRAIN
 from gliomaseg.cli.main import main
+from gliomaseg.cli.train import card_lines
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TARGETS
 from gliomaseg.io.cache import load_index
@@ -21,12 +22,9 @@ from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint, load_model
 from gliomaseg.models.ensemble import MeanEnsemble, member_state
 from gliomaseg.synthetic.phantoms import make_case
-from gliomaseg.train.bundle import (
-    bundle_runs,
-    card_lines,
-    read_card,
-    train_folds,
-)
+from gliomaseg.train.bundle import bundle_runs, read_card
+from gliomaseg.train.config import TrainConfig
+from gliomaseg.train.crossval import train_folds
 from gliomaseg.train.datasets import (
     ConcatSlices,
     EpochSampler,
@@ -34,7 +32,7 @@ from gliomaseg.train.datasets import (
     SliceDataset,
     group_weights,
 )
-from gliomaseg.train.loop import TrainConfig, train
+from gliomaseg.train.loop import train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 QUICK = {**TINY_TRAIN, "epochs": 1, "steps_per_epoch": 2}

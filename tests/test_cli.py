@@ -11,7 +11,7 @@ import pytest
 
 from gliomaseg.cli.main import main
 from gliomaseg.core.case import MODALITIES
-from gliomaseg.segment.workflow import WEIGHTS_DIR
+from gliomaseg.segment.models import WEIGHTS_DIR
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 
 
@@ -34,7 +34,7 @@ def test_models_lists_every_bundled_card_with_its_figures(capsys):
 
 
 def test_models_without_bundled_cards_says_how_to_get_one(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("gliomaseg.segment.workflow.WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr("gliomaseg.segment.models.WEIGHTS_DIR", tmp_path)
     assert main(["models"]) == 0
     assert "no bundled models yet" in capsys.readouterr().out
 

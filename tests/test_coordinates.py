@@ -249,7 +249,7 @@ def explain_args(seg: Path, out: Path) -> argparse.Namespace:
 def test_real_brats_case_positions_and_mesh_overlay_the_input(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "brats.pt").exists():
         pytest.skip(f"no bundled 'brats' model in {WEIGHTS_DIR}")

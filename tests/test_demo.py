@@ -27,7 +27,7 @@ def test_demo_on_a_users_case_runs_every_step(tiny_run, tmp_path, capsys):
     assert (out / "segmentation" / "BraTS2021_00077_seg.nii.gz").exists()
     assert (out / "evaluation" / "per_case.csv").exists()
     assert (out / "explain" / "BraTS2021_00077_explanation.json").exists()
-    report = out / "report" / "BraTS2021_00077.html"
+    report = out / "report" / "BraTS2021_00077_report.html"
     assert report.exists() and report.stat().st_size > 10_000
     assert f"report:        {report}" in printed
     dice_line = next(line for line in printed.splitlines() if line.startswith("Dice"))
@@ -49,7 +49,7 @@ def test_demo_refuses_a_folder_without_one_case(tmp_path, capsys):
 
 def test_demo_on_an_lgg_patient_uses_the_lgg_model_and_completes(tmp_path, capsys):
     """It used to stop at the report step: LGG references are TIFF masks, not one NIfTI."""
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / "lgg.pt").exists():
         pytest.skip(f"no bundled 'lgg' model in {WEIGHTS_DIR}")
@@ -67,6 +67,6 @@ def test_demo_on_an_lgg_patient_uses_the_lgg_model_and_completes(tmp_path, capsy
     printed = capsys.readouterr().out
     assert (out / "segmentation" / f"{patient.name}_summary.json").exists()
     assert "Dice against the case's labels: tumour" in printed
-    report = out / "report" / f"{patient.name}.html"
+    report = out / "report" / f"{patient.name}_report.html"
     assert report.exists() and report.stat().st_size > 10_000
     assert "reference" in report.read_text()

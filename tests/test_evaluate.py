@@ -13,9 +13,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from gliomaseg.cli import evaluate as cli_ev
 from gliomaseg.core.case import voxel_spacing
 from gliomaseg.core.labels import BRATS2020
 from gliomaseg.evaluate import metrics as m
+from gliomaseg.evaluate import options, tables
 from gliomaseg.evaluate import workflow as ev
 from gliomaseg.io.nifti import read_label
 
@@ -129,7 +131,7 @@ def test_per_slice_csv_has_only_slices_with_tumour(tiny_set, tmp_path):
 
 
 def test_summary_statistics_by_hand():
-    s = ev.summary_statistics([1.0, 2.0, 3.0, 4.0, float("nan")])
+    s = tables.summary_statistics([1.0, 2.0, 3.0, 4.0, float("nan")])
     assert s == {
         "mean": 2.5,
         "std": pytest.approx(1.2909944),
@@ -138,8 +140,8 @@ def test_summary_statistics_by_hand():
         "p75": 3.25,
         "n": 4,
     }
-    assert ev.summary_statistics([5.0])["std"] is None
-    assert ev.summary_statistics([])["n"] == 0
+    assert tables.summary_statistics([5.0])["std"] is None
+    assert tables.summary_statistics([])["n"] == 0
 
 
 def test_prediction_in_another_axis_order_is_reoriented(tiny_set, tmp_path):
@@ -255,19 +257,19 @@ def test_brats_folder_ground_truth_and_lgg_stack(tmp_path, rng):
 def test_cli_hooks_exit_codes(tiny_set, tmp_path, capsys):
     pred, gt, _ = tiny_set
     parser = argparse.ArgumentParser()
-    ev.add_arguments(parser)
+    cli_ev.add_arguments(parser)
     args = parser.parse_args(["--pred", str(pred), "--gt", str(gt), "-o", str(tmp_path / "o")])
-    assert ev.run(args) == 0
+    assert cli_ev.run(args) == 0
     out = capsys.readouterr().out
     assert "2 case(s) evaluated" in out and "caseC" in out
     printed = [line.split()[0] for line in out.splitlines() if "Dice" in line]
     assert printed == ["WT", "TC", "ET", "NCR/NET", "ED"]  # names, not label1..3 (label3 is ET)
     bad = parser.parse_args(["--pred", str(tmp_path / "nope"), "--gt", str(gt), "-o", "x"])
-    assert ev.run(bad) == 2
+    assert cli_ev.run(bad) == 2
     assert "nope" in capsys.readouterr().err
     views = parser.parse_args(["--pred", str(pred), "--gt", str(gt), "-o", "x", "--views", "cube"])
-    assert ev.run(views) == 2
-    assert tuple(m.EMPTY_POLICIES) == ev.EMPTY_CHOICES
+    assert cli_ev.run(views) == 2
+    assert tuple(m.EMPTY_POLICIES) == options.EMPTY_CHOICES
 
 
 @pytest.mark.realdata

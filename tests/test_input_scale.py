@@ -27,8 +27,9 @@ from gliomaseg.models.resize import (
 )
 from gliomaseg.synthetic.phantoms import make_case
 from gliomaseg.train import loop as train_mod
+from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.datasets import PreparedCases, SliceDataset
-from gliomaseg.train.loop import TrainConfig, train
+from gliomaseg.train.loop import resume_training, train
 
 #: TINY_TRAIN on the synthetic 32x32 slices at half resolution (about 16x16).
 HALF = {**TINY_TRAIN, "input_scale": 0.5, "patch_size": [16, 16]}
@@ -166,7 +167,8 @@ def test_segment_with_a_half_scale_model_keeps_the_input_geometry(half_run, tmp_
 
 
 def test_bundle_carries_the_scale_to_the_ensemble_and_its_card(half_run, tmp_path):
-    from gliomaseg.train.bundle import bundle_runs, card_lines
+    from gliomaseg.cli.train import card_lines
+    from gliomaseg.train.bundle import bundle_runs
 
     card = bundle_runs([half_run], tmp_path / "m.pt", description="half")
     assert card["input_scale"] == 0.5
@@ -201,7 +203,7 @@ def test_resume_at_half_scale_is_bit_exact(synthetic_cache, tmp_path, monkeypatc
     monkeypatch.setattr(train_mod, "_step", real_step)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     assert load_checkpoint(last)["state"]["global_step"] == 5
-    train(None, None, tmp_path / "run", resume=True, progress=False)
+    resume_training(tmp_path / "run", progress=False)
     ref = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")["state_dict"]
     resumed = load_checkpoint(last)["state_dict"]
     assert ref.keys() == resumed.keys()

@@ -12,14 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gliomaseg.train.losses import (
-    LOSS_NAMES,
-    LossConfig,
-    build_loss,
-    channel_targets,
-    onehot_targets,
-    region_targets,
-)
+from gliomaseg.train.loss_targets import channel_targets, onehot_targets, region_targets
+from gliomaseg.train.losses import LOSS_NAMES, LossConfig, build_loss
 
 
 @pytest.fixture(autouse=True, scope="module")

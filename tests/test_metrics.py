@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from gliomaseg.core.labels import BRATS2020, REGIONS
 from gliomaseg.evaluate import metrics as m
+from gliomaseg.evaluate.metrics import distance
 
 COUNT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "f1")
 
@@ -178,9 +179,9 @@ def test_hd95_distance_transform_and_kdtree_paths_agree(monkeypatch):
     pred, ref = _blob(rng, shape), _blob(rng, shape)
     pred[0, 0, 0] = pred[-1, -1, -1] = True  # stray false positives stretch the box
     sp = (0.9, 1.1, 2.5)
-    monkeypatch.setattr(m, "EDT_MAX_VOXELS", 10**9)
+    monkeypatch.setattr(distance, "EDT_MAX_VOXELS", 10**9)
     by_edt = m.hd95(pred, ref, spacing=sp)
-    monkeypatch.setattr(m, "EDT_MAX_VOXELS", 0)
+    monkeypatch.setattr(distance, "EDT_MAX_VOXELS", 0)
     by_tree = m.hd95(pred, ref, spacing=sp)
     assert by_tree == pytest.approx(by_edt, abs=1e-9)
     assert m.hd95(_points(shape, (0, 0, 0)), _points(shape, (0, 0, 3)), spacing=sp) == 7.5

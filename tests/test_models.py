@@ -22,6 +22,7 @@ from gliomaseg.models import (
     count_parameters,
     input_multiple,
 )
+from gliomaseg.models.config import pad_amounts
 from gliomaseg.train.losses import build_loss
 
 
@@ -122,7 +123,7 @@ class TestEveryModel:
         multiple = input_multiple(config)
         shape = list(_input_shape(config))
         shape[-1] += 1
-        with pytest.raises(ValueError, match=rf"pad to a multiple of {multiple}.*pad_to_multiple"):
+        with pytest.raises(ValueError, match=rf"pad to a multiple of {multiple}.*pad_amounts"):
             model(torch.randn(shape))
 
     @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -269,3 +270,9 @@ def test_few_steps_overfit_tiny_batch() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_pad_amounts_are_centred_with_the_odd_voxel_after() -> None:
+    assert pad_amounts((33, 32, 0, 1), 16) == ((7, 8), (0, 0), (0, 0), (7, 8))
+    assert pad_amounts((250,), 16) == ((3, 3),)
+    assert pad_amounts((5, 7), 1) == ((0, 0), (0, 0))

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gliomaseg.cli import segment as segment_cmd
 from gliomaseg.cli.main import main
+from gliomaseg.cli.segment import StageProgress
 from gliomaseg.core.errors import InputError
 from gliomaseg.io.writers import write_layout
-from gliomaseg.segment import workflow as segment_module
-from gliomaseg.segment.workflow import STAGES, StageProgress, run_checkpoint
+from gliomaseg.segment.models import run_checkpoint
+from gliomaseg.segment.workflow import STAGES
 from gliomaseg.synthetic.phantoms import make_case
 
 
@@ -40,7 +42,7 @@ def test_segment_reports_every_stage_of_every_case(tiny_run, tmp_path, monkeypat
             seen.append((self.index, name))
             super().stage(name)
 
-    monkeypatch.setattr(segment_module, "StageProgress", Recording)
+    monkeypatch.setattr(segment_cmd, "StageProgress", Recording)
     _case(tmp_path, "Case_001")
     _case(tmp_path, "Case_002")
     model = tiny_run / "checkpoints" / "best.pt"

@@ -301,12 +301,12 @@ def test_a_case_raising_anything_does_not_stop_the_batch(
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
-    from gliomaseg.cli import main as cli
+    from gliomaseg.cli import inspect as inspect_cmd
 
     def broken(args):
         raise KeyError("internal")
 
-    monkeypatch.setattr(cli, "_cmd_inspect", broken)
+    monkeypatch.setattr(inspect_cmd, "run", broken)
     assert main(["inspect", str(tmp_path)]) == 2
     with pytest.raises(KeyError):
         main(["--debug", "inspect", str(tmp_path)])

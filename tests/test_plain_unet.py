@@ -169,7 +169,7 @@ def test_bundled_models_give_identical_outputs(name: str) -> None:
     from gliomaseg.models.checkpoint import load_model
     from gliomaseg.models.ensemble import MeanEnsemble
     from gliomaseg.models.inference import fuse_batch_norm
-    from gliomaseg.segment.workflow import resolve_model
+    from gliomaseg.segment.models import resolve_model
 
     plain, meta = load_model(resolve_model(name))
     config = ModelConfig.from_dict(meta["model_config"])

@@ -15,6 +15,8 @@ from gliomaseg.io.layouts import discover, read_case
 from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.writers import write_layout
 from gliomaseg.segment import workflow as seg_mod
+from gliomaseg.segment.config import SegmentConfig
+from gliomaseg.segment.models import Segmenter
 from gliomaseg.segment.postprocess import SKIPPED_2D, PostprocessConfig, postprocess
 from gliomaseg.synthetic.phantoms import make_case
 
@@ -135,7 +137,7 @@ def test_segment_postprocessing_uses_the_case_spacing(
         return label.copy(), _region_probs(label)
 
     monkeypatch.setattr(seg_mod, "predict_case", fake_predict)
-    segmenter = seg_mod.Segmenter(
+    segmenter = Segmenter(
         model=torch.nn.Identity(),
         target=TARGETS["regions"],
         modalities=("flair", "t1", "t1ce", "t2"),
@@ -147,7 +149,7 @@ def test_segment_postprocessing_uses_the_case_spacing(
         source="fake",
         meta={},
     )
-    config = seg_mod.SegmentConfig(postprocess=PostprocessConfig(*flags))
+    config = SegmentConfig(postprocess=PostprocessConfig(*flags))
     summary = seg_mod.segment_case(ref, OutputFolder(tmp_path / "out"), segmenter, config)
     assert summary["postprocessing"]["components_removed"] == removed
     assert summary["postprocessing"]["et_relabelled_voxels"] == counts[1]  # no NCR before

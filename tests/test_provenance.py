@@ -13,7 +13,7 @@ from gliomaseg.io.cache import CACHE_FORMAT, load_index
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.report.case import build_case_report
-from gliomaseg.segment.workflow import WEIGHTS_DIR
+from gliomaseg.segment.models import WEIGHTS_DIR
 from gliomaseg.synthetic.phantoms import make_case
 from gliomaseg.train.bundle import (
     TRAINING_CASE_NOTE,
@@ -158,7 +158,7 @@ def test_shipped_cards_list_their_training_cases() -> None:
 
 
 def test_case_alias_flags_parse_or_fail_in_one_line() -> None:
-    from gliomaseg.cli.main import _aliases
+    from gliomaseg.cli.train import _aliases
     from gliomaseg.core.errors import InputError
 
     assert _aliases(["a=b", "c=d"]) == {"a": "b", "c": "d"}

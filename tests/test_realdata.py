@@ -118,7 +118,7 @@ def test_tcga_images_folder_takes_the_patient_folder_name(shared_data):
 
 
 def _bundled(name: str) -> Path:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     if not (WEIGHTS_DIR / f"{name}.pt").exists():
         pytest.skip(f"no bundled '{name}' model in {WEIGHTS_DIR}")

@@ -50,12 +50,8 @@ from gliomaseg.report import (
     write_cohort_report,
     write_training_report,
 )
-from gliomaseg.report.case_data import (
-    choose_slices,
-    confidence_warnings,
-    intensity_stats,
-    intensity_warnings,
-)
+from gliomaseg.report.checks import confidence_warnings, intensity_stats, intensity_warnings
+from gliomaseg.report.framing import choose_slices
 from gliomaseg.report.html import PNG_SIGNATURE
 from gliomaseg.report.training import best_epoch, metric_words
 from gliomaseg.report.viewer_assets import find_bundle
@@ -786,7 +782,7 @@ def test_reports_open_cleanly_in_headless_chromium(
 def test_ranked_review_flags_pick_the_panels_and_are_listed() -> None:
     from types import SimpleNamespace
 
-    from gliomaseg.report.case import _review_section
+    from gliomaseg.report.case_tables import review_section
 
     slices = [
         {"slice": str(z), "index": z, "max_tumour_probability": 0.99, "uncertainty": 0.1}
@@ -799,11 +795,11 @@ def test_ranked_review_flags_pick_the_panels_and_are_listed() -> None:
     review = {"flags": flags, "confidence": 0.7, "threshold": 0.3, "max_flags": 10}
     summary = {"slices": slices, "flagged_slices": ["7", "1", "4", "8", "2"], "review": review}
     assert choose_slices(summary, None) == [1, 4, 7, 8]  # the four highest-ranked
-    (section,) = _review_section(SimpleNamespace(summary=summary))
+    (section,) = review_section(SimpleNamespace(summary=summary))
     html = section.html()
     rows = re.findall(r"<tr>(.*?)</tr>", html)[1:]
     assert len(rows) == 5 and ">2<" in rows[0] and ">0.8" in rows[0]  # rank 1: input slice 2
     # the flag threshold thresholds the uncertainty score, not the peak probability
     assert confidence_warnings({**summary, "flag_threshold": 0.3}, None) == []
     none = {**summary, "flagged_slices": [], "review": {**review, "flags": []}}
-    assert "No slice reaches" in _review_section(SimpleNamespace(summary=none))[0].html()
+    assert "No slice reaches" in review_section(SimpleNamespace(summary=none))[0].html()

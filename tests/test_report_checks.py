@@ -17,7 +17,7 @@ from gliomaseg.core.labels import ED, ET, NCR
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.report import build_case_report
-from gliomaseg.report.case_data import MAX_REMOVED_FRACTION, postprocessing_warnings
+from gliomaseg.report.checks import MAX_REMOVED_FRACTION, postprocessing_warnings
 from gliomaseg.segment.postprocess import PostprocessConfig, postprocess, region_volumes
 
 AFFINE = np.array(
@@ -125,3 +125,36 @@ def test_report_scores_the_prediction_against_a_reference(tmp_path: Path) -> Non
     assert "both masks are empty" in volumes  # the empty-mask policy is stated
     assert "Dice, HD95" in _section(report.html, "overview")
     assert build_case_report(tmp_path).reference_scores is None
+
+
+def test_report_reads_a_2d_segmentation_and_its_2d_inputs_as_one_slice(tmp_path: Path) -> None:
+    """Single-slice exports: the mask, the images and the reference read as (X, Y, 1)
+    (gliomaseg.io.labelmap's policy), so a 2D case gets a report like a 3D one."""
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    label = np.zeros((30, 24), dtype=np.uint8)
+    label[10:20, 8:16] = 2
+    label[13:17, 10:14] = 4
+    write_nifti(tmp_path / "c2_seg.nii.gz", label, affine)
+    reference = label.copy()
+    reference[10:12] = 0
+    write_nifti(tmp_path / "ref.nii.gz", reference, affine)
+    image = np.where(np.ones_like(label, dtype=bool), 100.0, 0.0).astype(np.float32)
+    image[label > 0] = 300.0
+    inputs = {}
+    for name in ("flair", "t1", "t1ce", "t2"):
+        write_nifti(tmp_path / f"c2_{name}.nii.gz", image, affine)
+        inputs[name] = str(tmp_path / f"c2_{name}.nii.gz")
+    summary = _summary("c2", label[..., None], {"components_removed": 0})
+    summary.update(
+        inputs=inputs,
+        spacing_mm=[1.0, 1.0, 1.0],
+        slices=[{"slice": "0", "index": 0, "max_tumour_probability": 0.9}],
+        flagged_slices=["0"],
+    )
+    write_json_atomic(tmp_path / "c2_summary.json", summary)
+    report = build_case_report(tmp_path, reference=tmp_path / "ref.nii.gz", viewer=False)
+    assert "not shown" not in report.html
+    assert 'alt="1 flagged axial slices of each modality' in _section(report.html, "slices")
+    scores = report.reference_scores
+    assert scores is not None
+    assert scores["WT"]["dice"] == pytest.approx(2 * 64 / (80 + 64))

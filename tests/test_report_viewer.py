@@ -29,13 +29,9 @@ import pytest
 from gliomaseg.io.writers import write_layout
 from gliomaseg.report import build_case_report, viewer_assets, write_case_report
 from gliomaseg.report import viewer as viewer_mod
-from gliomaseg.report.viewer import (
-    ReviewSlice,
-    brain_box,
-    plan_grid,
-    review_slices,
-)
+from gliomaseg.report.viewer import ReviewSlice, review_slices
 from gliomaseg.report.viewer_assets import MISSING_HINT, Bundle, find_bundle
+from gliomaseg.report.viewer_grid import brain_box, plan_grid
 from gliomaseg.synthetic.phantoms import make_case
 from test_report import (  # noqa: F401 (browser: the fixture)
     DevTools,

@@ -13,7 +13,8 @@ from gliomaseg.cli.main import main
 from gliomaseg.io.writers import write_layout
 from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
 from gliomaseg.synthetic.phantoms import make_case
-from gliomaseg.train.loop import TrainConfig, train
+from gliomaseg.train.config import TrainConfig
+from gliomaseg.train.loop import train
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_unknown_model_name_is_reported(tmp_path, capsys):
 
 def test_a_3d_model_segments_by_sliding_window(tmp_path):
     """A (briefly trained) 3D preset segments through MONAI's sliding window, on the input grid."""
-    from gliomaseg.train.loop import load_config
+    from gliomaseg.train.config import load_config
 
     root = tmp_path
     for i in range(2):
@@ -345,16 +346,16 @@ def test_save_probabilities_writes_uint8_scaled_by_1_255(tmp_path):
 def test_tta_flag_reaches_inference_and_probabilities_match_the_summary(
     model_path, tmp_path, monkeypatch
 ):
-    from gliomaseg.models import inference
+    from gliomaseg.segment import workflow
 
     seen: list[bool] = []
-    real = inference.predict_volume
+    real = workflow.predict_volume
 
     def spy(*args, **kwargs):
         seen.append(kwargs["tta"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_volume", spy)
+    monkeypatch.setattr(workflow, "predict_volume", spy)
     synth = make_case(
         rng=np.random.default_rng(32),
         case_id="Case_778",
@@ -393,7 +394,7 @@ def _lgg_patient(tmp_path: Path) -> Path:
 
 
 def _bundled_or_skip(*names: str) -> None:
-    from gliomaseg.segment.workflow import WEIGHTS_DIR
+    from gliomaseg.segment.models import WEIGHTS_DIR
 
     for name in names:
         if not (WEIGHTS_DIR / f"{name}.pt").exists():

@@ -161,7 +161,7 @@ def test_mni_case_contrasts(mni_case: SyntheticCase) -> None:
 
 
 def test_mni_tissue_means(mni_case: SyntheticCase) -> None:
-    from gliomaseg.synthetic.phantoms import _mni_anatomy
+    from gliomaseg.synthetic.mni import _mni_anatomy
 
     anatomy = _mni_anatomy(MNI_SHAPE, mni_case.affine)
     csf, gm, wm = (anatomy.probs[k] > 0.7 for k in range(3))

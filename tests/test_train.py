@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -17,7 +18,8 @@ import torch
 from conftest import TINY_TRAIN
 from gliomaseg.cli.main import main
 from gliomaseg.models.checkpoint import load_checkpoint
-from gliomaseg.train.loop import TrainConfig, list_presets, load_config, train
+from gliomaseg.train.config import TrainConfig, list_presets, load_config
+from gliomaseg.train.loop import train
 
 SMALL = TINY_TRAIN
 
@@ -173,10 +175,49 @@ def test_unknown_options_and_missing_modalities_are_reported(cache, tmp_path):
         train(config, cache, tmp_path / "run", progress=False)
 
 
+#: Runs ``gliomaseg train`` in each torchrun process; after training, every rank writes a
+#: digest of its own final weights to the folder named first on its command line.
+DDP_WORKER = """
+import hashlib, sys
+from pathlib import Path
+
+from gliomaseg.cli.main import main
+from gliomaseg.train import loop
+
+real_fit = loop.fit
+
+
+def fit(run, **options):
+    state = real_fit(run, **options)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(run.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    (Path(sys.argv[1]) / f"weights_rank{run.rank}.sha256").write_text(digest.hexdigest())
+    return state
+
+
+loop.fit = fit
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _digest(state_dict: dict) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def test_ddp_two_processes_end_with_identical_weights(cache, tmp_path):
     cfg = {**SMALL, "epochs": 1, "steps_per_epoch": 3, "batch_size": 2, "fold": -1}
     config_file = tmp_path / "cfg.json"
     config_file.write_text(json.dumps(cfg))
+    worker = tmp_path / "ddp_worker.py"
+    worker.write_text(DDP_WORKER)
+    digests_dir = tmp_path / "digests"
+    digests_dir.mkdir()
     run = tmp_path / "ddp"
     cmd = [
         sys.executable,
@@ -186,8 +227,8 @@ def test_ddp_two_processes_end_with_identical_weights(cache, tmp_path):
         "2",
         "--master_port",
         "29517",
-        "-m",
-        "gliomaseg",
+        str(worker),
+        str(digests_dir),
         "train",
         "--config",
         str(config_file),
@@ -201,5 +242,8 @@ def test_ddp_two_processes_end_with_identical_weights(cache, tmp_path):
         cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    digests = [(run / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
+    digests = [(digests_dir / f"weights_rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
+    # ... and they are the weights rank 0 saved; no rank writes anything else into the run.
+    assert _digest(load_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]) == digests[0]
+    assert not list(run.glob("weights_rank*"))

@@ -15,17 +15,13 @@ import pytest
 import torch
 
 from conftest import TINY_TRAIN
-from gliomaseg.cli.main import _build_parser, has_default, main, walk_parsers
+from gliomaseg.cli.main import build_parser as _build_parser
+from gliomaseg.cli.main import main
+from gliomaseg.cli.options import has_default, walk_parsers
 from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.train import loop as train_module
-from gliomaseg.train.loop import (
-    TrainConfig,
-    choose_preset,
-    data_kind,
-    load_config,
-    slow_epoch_warning,
-    train,
-)
+from gliomaseg.train.config import TrainConfig, choose_preset, data_kind, load_config
+from gliomaseg.train.loop import resume_training, slow_epoch_warning, train
 from gliomaseg.train.runs import CheckpointClock, TrainingProgress, format_duration
 
 #: Two short epochs of the tiny model: 2 x 6 steps, a cosine schedule.
@@ -144,7 +140,7 @@ def test_timed_checkpoint_mid_epoch_then_resume_is_exact(synthetic_cache, tmp_pa
     state = load_checkpoint(run / "checkpoints" / "last.pt")["state"]
     assert (state["epoch"], state["step"]) == (0, 3)  # saved by the clock, not an epoch end
     monkeypatch.undo()
-    train(None, None, run, resume=True, progress=False)
+    resume_training(run, progress=False)
     ref, resumed = _weights(tmp_path / "ref"), _weights(run)
     for key in ref:
         assert torch.equal(ref[key], resumed[key]), key
@@ -167,7 +163,7 @@ def test_without_a_timed_checkpoint_a_kill_mid_epoch_leaves_none(
     assert not (run / "checkpoints" / "last.pt").exists()
     assert (run / "config.json").exists()
     monkeypatch.undo()
-    train(None, None, run, resume=True, progress=False)
+    resume_training(run, progress=False)
     ref, resumed = _weights(tmp_path / "ref"), _weights(run)
     for key in ref:
         assert torch.equal(ref[key], resumed[key]), key
@@ -245,7 +241,7 @@ def test_checkpoints_written_before_the_loss_sum_still_resume_and_extend(short_r
     payload = load_checkpoint(last)
     del payload["state"]["epoch_loss_sum"]
     save_checkpoint(last, payload)
-    state = train(None, None, short_run, resume=True, changes={"epochs": 3}, progress=False)
+    state = resume_training(short_run, changes={"epochs": 3}, progress=False)
     assert state.epoch == 3 and state.global_step == 18
 
 

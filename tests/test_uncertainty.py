@@ -178,8 +178,8 @@ def test_observing_variants_leaves_the_prediction_unchanged() -> None:
 
 @pytest.mark.parametrize("kind", ["softmax", "sigmoid"])
 def test_tumour_channel_matches_segment(kind: str) -> None:
+    from gliomaseg.segment.summary import tumour_probability
     from gliomaseg.segment.uncertainty import tumour_channel
-    from gliomaseg.segment.workflow import tumour_probability
 
     target = TARGETS["classes4"] if kind == "softmax" else REGIONS
     probs = torch.rand(2, target.channels, 5, 6)

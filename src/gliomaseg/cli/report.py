@@ -2,7 +2,7 @@
 
 Each command has ``add_*_arguments(parser)`` and ``run_*(args) -> int`` (0 ok, 2 bad input
 with one line on stderr naming the file and the fix). Only the standard library (and the
-stdlib-only ``gliomaseg.core.errors``) is imported here; the report modules (numpy, nibabel,
+stdlib-only ``gliomaseg.core.errors`` and ``gliomaseg.io.outputs``) is imported here; the report modules (numpy, nibabel,
 matplotlib) load when a command runs, so ``gliomaseg --help`` stays instant.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gliomaseg.core.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
+from gliomaseg.io.outputs import COHORT_REPORT, REPORT_SUFFIX, TRAINING_REPORT, case_report_path
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,26 @@ log = logging.getLogger(__name__)
 def _fail(err: BaseException) -> int:
     print(f"gliomaseg: error: {one_line(err)}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _add_figures_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write every figure as PNG here",
+    )
+
+
+def _print_page(write: Callable[[], Path]) -> int:
+    """Write one page and print its path; a bad input is one line on stderr (exit 2)."""
+    try:
+        path = write()
+    except (ValueError, FileNotFoundError) as err:
+        return _fail(err)
+    print(path)
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- report
@@ -62,15 +84,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="report file for one case, or a folder for several "
-        "(default: CASE_OUTPUT_DIR/<id>_report.html)",
+        f"(default: CASE_OUTPUT_DIR/<id>{REPORT_SUFFIX})",
     )
-    parser.add_argument(
-        "--figures",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write every figure as PNG here",
-    )
+    _add_figures_flag(parser)
     parser.add_argument(
         "--no-viewer",
         dest="viewer",
@@ -124,7 +140,7 @@ def _output_for(output: Path | None, case_id: str) -> Path | None:
     """``-o``: a ``.html`` file for one case; anything else is a folder of ``<id>_report.html``."""
     if output is None or output.suffix.lower() == ".html":
         return output
-    return output / f"{case_id}_report.html"
+    return case_report_path(case_id, output)
 
 
 # --------------------------------------------------------------------------- report-cohort
@@ -140,7 +156,7 @@ def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=None,
-        help="page to write (default: EVAL_DIR/cohort.html)",
+        help=f"page to write (default: EVAL_DIR/{COHORT_REPORT})",
     )
     parser.add_argument(
         "--case-reports",
@@ -149,27 +165,18 @@ def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="folder of <id>_report.html pages to link the cases to",
     )
-    parser.add_argument(
-        "--figures",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write every figure as PNG here",
-    )
+    _add_figures_flag(parser)
 
 
 def run_cohort(args: argparse.Namespace) -> int:
     """Run ``gliomaseg report-cohort``."""
     from gliomaseg.report.cohort import write_cohort_report
 
-    try:
-        path = write_cohort_report(
+    return _print_page(
+        lambda: write_cohort_report(
             args.eval_dir, args.output, case_reports=args.case_reports, figures_dir=args.figures
         )
-    except (ValueError, FileNotFoundError) as err:
-        return _fail(err)
-    print(path)
-    return EXIT_OK
+    )
 
 
 # --------------------------------------------------------------------------- report-training
@@ -185,24 +192,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         default=None,
-        help="page to write (default: RUN_DIR/training.html)",
+        help=f"page to write (default: RUN_DIR/{TRAINING_REPORT})",
     )
-    parser.add_argument(
-        "--figures",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also write every figure as PNG here",
-    )
+    _add_figures_flag(parser)
 
 
 def run_training(args: argparse.Namespace) -> int:
     """Run ``gliomaseg report-training``."""
     from gliomaseg.report.training import write_training_report
 
-    try:
-        path = write_training_report(args.run_dir, args.output, figures_dir=args.figures)
-    except (ValueError, FileNotFoundError) as err:
-        return _fail(err)
-    print(path)
-    return EXIT_OK
+    return _print_page(
+        lambda: write_training_report(args.run_dir, args.output, figures_dir=args.figures)
+    )

@@ -492,7 +492,7 @@ def _case_job(ref: CaseRef, label_scheme: str | None) -> _Job:
 
 
 def _seg_job(ref: CaseRef, *, images: _ImageIndex | None, label_scheme: str | None) -> _Job:
-    from gliomaseg.evaluate.workflow import strip_seg_suffix
+    from gliomaseg.io.outputs import strip_seg_suffix
 
     case_id = strip_seg_suffix(ref.case_id)
     return _Job(
@@ -550,9 +550,9 @@ def load_segmentation(
         ValueError: ``seg`` is an image rather than labels, its values fit no scheme, or its
             grid differs from the images'.
     """
-    from gliomaseg.evaluate.workflow import strip_seg_suffix
     from gliomaseg.io.layouts import read_case
     from gliomaseg.io.naming import stem
+    from gliomaseg.io.outputs import strip_seg_suffix
 
     path = Path(seg)
     cid = case_id or strip_seg_suffix(stem(path))

@@ -15,7 +15,6 @@ building the real one. The weights then bound what is allocated: they are alread
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,13 @@ from gliomaseg.io.atomic import atomic_path
 from gliomaseg.models.config import ModelConfig
 from gliomaseg.models.ensemble import MeanEnsemble
 from gliomaseg.models.factory import build_model
+from gliomaseg.models.torch_file import MAX_TORCH_FILE_BYTES, TorchFileError, load_torch_file
 
 CHECKPOINT_FORMAT = 1
 
 #: Largest checkpoint file (and total of its zip entries) accepted: 2 GiB, over 100 times
 #: the bundled models.
-MAX_CHECKPOINT_BYTES = 2**31
+MAX_CHECKPOINT_BYTES = MAX_TORCH_FILE_BYTES
 
 #: Most members a fold ensemble may have (one per cross-validation fold).
 MAX_ENSEMBLE = 32
@@ -74,30 +74,6 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 def _bad(path: Path, what: str, fix: str = _FIX) -> InputError:
     return InputError(f"{path}: {one_line(what)}; {fix}")
-
-
-def _check_size(path: Path) -> None:
-    """File size and the zip entries' declared sizes, before torch reads anything."""
-    size = path.stat().st_size
-    if size > MAX_CHECKPOINT_BYTES:
-        raise _bad(
-            path,
-            f"checkpoint of {size / 2**30:.1f} GiB is over the "
-            f"{MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB limit (gliomaseg.models.checkpoint.MAX_CHECKPOINT_BYTES)",
-        )
-    if not zipfile.is_zipfile(path):
-        return  # torch's legacy format (or junk): torch.load reports it
-    try:
-        with zipfile.ZipFile(path) as zf:
-            declared = sum(info.file_size for info in zf.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise _bad(path, f"not a readable checkpoint (corrupt zip: {err})") from None
-    if declared > MAX_CHECKPOINT_BYTES:
-        raise _bad(
-            path,
-            f"checkpoint unpacks to {declared / 2**30:.1f} GiB, over the "
-            f"{MAX_CHECKPOINT_BYTES / 2**30:.0f} GiB limit; the file is corrupt or forged",
-        )
 
 
 def _finite(tensor: torch.Tensor) -> bool:
@@ -184,15 +160,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; check the run folder")
-    _check_size(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise _bad(
+        payload = load_torch_file(
             path,
-            f"not a readable checkpoint ({type(err).__name__}: {one_line(err)[:200]})",
-            "it is corrupt or partial: use checkpoints/best.pt or retrain",
-        ) from None
+            what="checkpoint",
+            max_bytes=MAX_CHECKPOINT_BYTES,
+            limit_name="gliomaseg.models.checkpoint.MAX_CHECKPOINT_BYTES",
+        )
+    except TorchFileError as err:
+        fix = "it is corrupt or partial: use checkpoints/best.pt or retrain" if err.loaded else _FIX
+        raise _bad(path, err.reason, fix) from None
     return check_payload(path, payload)
 
 

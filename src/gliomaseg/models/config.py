@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.core.config import from_dict
+
 #: Network names accepted by :class:`ModelConfig` (``gliomaseg.models.MODELS`` builds them).
 MODEL_NAMES: tuple[str, ...] = ("unet", "attention_unet", "residual_unet", "resnet34_unet")
 NORMS: tuple[str, ...] = ("batch", "instance")
@@ -189,8 +191,6 @@ class ModelConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        from gliomaseg.core.config import from_dict
-
         return from_dict(cls, data, what="model config", tuples=("features",))
 
 
@@ -232,13 +232,34 @@ def check_input_size(config: ModelConfig, shape: Sequence[int]) -> None:
     multiple = input_multiple(config)
     spatial = shape[2:]
     if any(s < 1 or s % multiple for s in spatial):
-        padded = tuple(max(1, -(-s // multiple)) * multiple for s in spatial)
+        sizes = [max(1, s) for s in spatial]
+        pads = pad_amounts(sizes, multiple)
+        padded = tuple(s + a + b for s, (a, b) in zip(sizes, pads, strict=True))
         raise ValueError(
             f"input spatial size {spatial} is not divisible by {multiple} ({config.name} with "
             f"features {config.features} halves it {multiple.bit_length() - 1} times); pad to "
-            f"a multiple of {multiple}, e.g. with gliomaseg.prepare.preprocess.pad_to_multiple(array, "
-            f"{multiple}) -> {padded}, and unpad the prediction"
+            f"a multiple of {multiple} -> {padded}, e.g. by gliomaseg.models.config.pad_amounts"
+            f"(size, {multiple}) each side, and crop the prediction back"
         )
+
+
+def pad_amounts(size: Sequence[int], multiple: int) -> tuple[tuple[int, int], ...]:
+    """Padding that brings every axis of ``size`` up to the next multiple of ``multiple``.
+
+    Lives here, not in :mod:`gliomaseg.models.inference` (which pads with it), so that
+    :func:`check_input_size` can name the padded size without importing torch.
+
+    Args:
+        size: Spatial sizes, one per axis (e.g. (H, W)).
+        multiple: The divisor (:func:`input_multiple`), >= 1.
+
+    Returns:
+        ``(before, after)`` per axis, centred: half before, the odd voxel after, so
+        ``[before : before + s]`` crops the padded axis back. (0, 0) for a size already a
+        multiple (0 included).
+    """
+    pads = [-int(s) % multiple for s in size]
+    return tuple((pad // 2, pad - pad // 2) for pad in pads)
 
 
 def _choice(field: str, value: object, allowed: tuple[str, ...], *, model: str = "") -> None:
@@ -260,4 +281,5 @@ __all__ = [
     "ModelConfig",
     "check_input_size",
     "input_multiple",
+    "pad_amounts",
 ]

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gliomaseg.core.targets import TargetSpec
+from gliomaseg.models.config import pad_amounts
 from gliomaseg.models.resize import check_scale, resize_images, resize_probabilities, scaled_size
 
 
@@ -62,6 +63,7 @@ def predict_volume(
     progress: Callable[[int], None] | None = None,
     observe: Callable[[int, torch.Tensor, list[torch.Tensor]], None] | None = None,
 ) -> np.ndarray:
+    # Long for its docstring: each argument is part of the contract segment and bench rely on.
     """Probabilities for every axial slice of a volume.
 
     Each batch of slices (N, C', x, y) is resized in-plane by ``input_scale`` (antialiased
@@ -100,30 +102,20 @@ def predict_volume(
     model.eval()
     z_total, _, h, w = volume.shape
     sh, sw = scaled_size((h, w), check_scale(input_scale))
-    ph, pw = -sh % multiple, -sw % multiple
+    (top, bottom), (left, right) = pad_amounts((sh, sw), multiple)
     out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
-    crop_h, crop_w = slice(ph // 2, ph // 2 + sh), slice(pw // 2, pw // 2 + sw)
+    crop_h, crop_w = slice(top, top + sh), slice(left, left + sw)
     for start in range(0, z_total, batch_size):
         zs = range(start, min(start + batch_size, z_total))
         batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
         x = resize_images(torch.from_numpy(batch), (sh, sw))  # on the CPU, as in training
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)).to(device)
+        x = F.pad(x, (left, right, top, bottom)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        acc = None
-        variants: list[torch.Tensor] = []
-        for dims in flips:
-            xi = torch.flip(x, dims) if dims else x
-            with autocast(device, amp):
-                logits, own = _forward(model, xi, split=observe is not None)
-                p = probabilities(logits.float(), target)
-            p = torch.flip(p, dims) if dims else p
-            acc = p if acc is None else acc + p
-            for lo in own:  # logits: the observer thresholds them without a sigmoid
-                variants.append((torch.flip(lo, dims) if dims else lo)[..., crop_h, crop_w])
-        assert acc is not None
-        probs_t = (acc / len(flips))[:, :, crop_h, crop_w]
+        probs_t, variants = _flip_average(
+            model, x, flips, target, amp=amp, split=observe is not None, crop=(crop_h, crop_w)
+        )
         if observe is not None:
             observe(start, probs_t, variants)
         probs = resize_probabilities(probs_t, (h, w)).cpu().numpy()
@@ -131,6 +123,33 @@ def predict_volume(
         if progress is not None:
             progress(len(zs))
     return out
+
+
+def _flip_average(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    flips: list[tuple[int, ...]],
+    target: TargetSpec,
+    *,
+    amp: bool,
+    split: bool,
+    crop: tuple[slice, slice],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Probabilities of a padded batch averaged over ``flips``, cropped to ``crop``; with
+    ``split``, every variant's own logits too (one per flip and ensemble member)."""
+    acc = None
+    variants: list[torch.Tensor] = []
+    for dims in flips:
+        xi = torch.flip(x, dims) if dims else x
+        with autocast(x.device, amp):
+            logits, own = _forward(model, xi, split=split)
+            p = probabilities(logits.float(), target)
+        p = torch.flip(p, dims) if dims else p
+        acc = p if acc is None else acc + p
+        for lo in own:  # logits: the observer thresholds them without a sigmoid
+            variants.append((torch.flip(lo, dims) if dims else lo)[..., crop[0], crop[1]])
+    assert acc is not None  # flips always holds the identity
+    return (acc / len(flips))[:, :, crop[0], crop[1]], variants
 
 
 def _forward(

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gliomaseg.models.config import ModelConfig, check_input_size
+from gliomaseg.models.torch_file import TorchFileError, load_torch_file
 
 # ReLU as in the U-Net papers (and the LGG / BraTS U-Nets built on them).
 _ACT: tuple[str, dict[str, Any]] = ("relu", {"inplace": True})
@@ -163,12 +164,11 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
             "of the ResNet-34 encoder (weights are never downloaded), or set it to None"
         )
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types (RuntimeError, UnpicklingError, ...)
+        state = load_torch_file(file, what="state_dict")
+    except TorchFileError as err:
         raise ValueError(
-            f"encoder_weights: cannot read {file} as a PyTorch state_dict "
-            f"({type(err).__name__}: {str(err)[:200]}); re-save it with "
-            "torch.save(model.encoder.state_dict(), path)"
+            f"encoder_weights: cannot read {file} as a PyTorch state_dict ({err.reason}); "
+            "re-save it with torch.save(model.encoder.state_dict(), path)"
         ) from err
     state = _encoder_state(state, file)
     _check_state_matches(encoder.state_dict(), state, file)

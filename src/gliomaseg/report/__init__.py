@@ -20,18 +20,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gliomaseg.report.case import (
-        CASE_SECTIONS,
-        Report,
-        build_case_report,
-        write_case_report,
-    )
+    from gliomaseg.report.case import CASE_SECTIONS, build_case_report, write_case_report
     from gliomaseg.report.cohort import build_cohort_report, write_cohort_report
+    from gliomaseg.report.html import Report
     from gliomaseg.report.training import build_training_report, write_training_report
 
 _LAZY: dict[str, str] = {
     "CASE_SECTIONS": "gliomaseg.report.case",
-    "Report": "gliomaseg.report.case",
+    "Report": "gliomaseg.report.html",
     "build_case_report": "gliomaseg.report.case",
     "write_case_report": "gliomaseg.report.case",
     "build_cohort_report": "gliomaseg.report.cohort",

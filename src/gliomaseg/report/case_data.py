@@ -19,45 +19,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.case import MODALITIES, voxel_spacing
 from gliomaseg.core.errors import InputError, one_line
 from gliomaseg.core.geometry import to_canonical
-from gliomaseg.core.labels import LabelScheme, guess_scheme
 from gliomaseg.io import nifti
+from gliomaseg.io.labelmap import read_label_map
+from gliomaseg.io.layouts import find_cases, read_case
+from gliomaseg.io.outputs import SEG_SUFFIX, SUMMARY_SUFFIX, explain_outputs, segment_outputs
 from gliomaseg.report.style import MODALITY_TITLES
 
 log = logging.getLogger(__name__)
-
-#: Mean, over slices with predicted tumour, of the per-slice maximum probability below which
-#: the segmentation is flagged as low confidence.
-LOW_CONFIDENCE_MEAN = 0.7
-#: Highest per-slice maximum probability below which a whole case is low confidence.
-LOW_PEAK_PROBABILITY = 0.9
-#: A modality that is zero over more than this share of the brain (the union of the other
-#: modalities' non-zero voxels) is flagged: cropped, misregistered or masked differently.
-MIN_BRAIN_COVERAGE = 0.5
-#: Share of brain voxels at the maximum value above which a modality looks clipped.
-MAX_SATURATED_FRACTION = 0.05
-#: A maximum above p99 + this many (p99 - p1) looks like spikes or a wrong scaling.
-OUTLIER_RANGES = 10.0
-#: p99 / p50 inside the brain above which the intensity histogram is far from an MR image's
-#: (brain MR: about 1.2-4; a skull left in, a huge lesion or an ill-scaled export give more).
-MAX_P99_OVER_MEDIAN = 20.0
-#: How many slices the image panels show at most.
-MAX_SLICES = 4
-#: Share of the predicted whole-tumour volume that postprocessing (removal of small
-#: connected components) may take away before the report warns. Component removal is meant
-#: to drop specks; when it takes a tenth or more of what the network predicted, the result
-#: depends on the threshold and the removed regions deserve a look.
-MAX_REMOVED_FRACTION = 0.10
 
 
 @dataclass
@@ -116,7 +94,8 @@ def summary_ids(folder: str | Path) -> list[str]:
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"{path}: no such folder; pass the output folder of 'gliomaseg segment'")
-    return sorted(p.name.removesuffix("_summary.json") for p in path.glob("*_summary.json"))
+    found = path.glob(f"*{SUMMARY_SUFFIX}")
+    return sorted(p.name.removesuffix(SUMMARY_SUFFIX) for p in found)
 
 
 def _read_json(path: Path) -> Any:
@@ -144,7 +123,8 @@ def find_case_files(
     """
     root = Path(folder)
     ids = summary_ids(root)
-    summary_path = root / f"{case_id}_summary.json"
+    written = segment_outputs(case_id, root)
+    summary_path = written.summary
     if not summary_path.is_file():
         known = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "") if ids else "none"
         raise ValueError(
@@ -155,12 +135,13 @@ def find_case_files(
     if not isinstance(summary, dict):
         raise ValueError(f"{summary_path}: expected a JSON object; re-run 'gliomaseg segment'")
     files = CaseFiles(case_id=case_id, folder=root, summary=summary)
-    files.seg = _existing(root / f"{case_id}_seg.nii.gz")
-    files.probs = _existing(root / f"{case_id}_probs.nii.gz")
+    files.seg = _existing(written.seg)
+    files.probs = _existing(written.probs)
     explain = Path(explain_dir) if explain_dir is not None else root
     files.explain_dir = explain
-    feats = _existing(explain / f"{case_id}_features.json")
-    expl = _existing(explain / f"{case_id}_explanation.json")
+    explained = explain_outputs(case_id, explain)
+    feats = _existing(explained.features_json)
+    expl = _existing(explained.explanation)
     if feats is not None:
         payload = _read_json(feats)
         files.features = payload.get("features") if isinstance(payload, dict) else None
@@ -169,7 +150,7 @@ def find_case_files(
         files.explanation, files.explain_notes = _case_summary(_read_json(expl))
         if files.features is None and files.explanation is not None:
             files.features = files.explanation.get("features")
-    files.mesh_png = _existing(explain / f"{case_id}_mesh.png")
+    files.mesh_png = _existing(explained.mesh_png)
     return files
 
 
@@ -222,15 +203,16 @@ def load_volumes(
     hint = files.summary.get("label_scheme")
     if files.seg is not None:
         try:
-            out.prediction, affine, scheme = read_labels(files.seg, hint=hint)
-            out.spacing = _spacing(affine)
-            out.binary = scheme.binary
+            seg = read_label_map(files.seg, hint=hint)
+            out.prediction, affine = seg.canonical()
+            out.spacing = voxel_spacing(affine)
+            out.binary = seg.scheme.binary
             out.orientation_known = nifti.orientation_known(files.seg)
         except (ValueError, FileNotFoundError) as err:
             # The segmentation is what the report is about: a corrupt one is an error.
             raise InputError(f"{files.seg}: {one_line(err)}") from None
     else:
-        out.notes.append(f"no {files.case_id}_seg.nii.gz in {files.folder}: masks not shown")
+        out.notes.append(f"no {files.case_id}{SEG_SUFFIX} in {files.folder}: masks not shown")
     _load_images(files, out)
     if files.probs is not None:
         _load_probs(files.probs, out)
@@ -250,23 +232,6 @@ def load_volumes(
     return out
 
 
-def read_labels(
-    path: Path, *, hint: str | None, force: str | None = None
-) -> tuple[NDArray[np.uint8], NDArray[np.float64], LabelScheme]:
-    """A label NIfTI as canonical internal codes, its canonical affine and its scheme."""
-    from gliomaseg.core.labels import get_scheme
-
-    raw, affine = nifti.read_label(path)
-    if raw.ndim == 4 and raw.shape[-1] == 1:
-        raw = raw[..., 0]
-    if raw.ndim != 3:
-        raise ValueError(f"{path}: label map has shape {raw.shape}; expected 3D (X, Y, Z)")
-    values = {int(v) for v in np.unique(raw)}
-    scheme = get_scheme(force) if force else guess_scheme(values, hint=hint)
-    codes, canon_affine = to_canonical(scheme.encode(raw, source=str(path)), affine)
-    return np.asarray(codes, dtype=np.uint8), canon_affine, scheme
-
-
 def _reference_labels(
     path: Path, case_id: str, *, hint: str | None, force: str | None
 ) -> tuple[NDArray[np.uint8], Path]:
@@ -276,16 +241,14 @@ def _reference_labels(
     are not one NIfTI (LGG TIFF masks, HDF5 masks) the label ``read_case`` assembles.
     """
     if path.is_file():
-        return read_labels(path, hint=hint, force=force)[0], path
+        return read_label_map(path, scheme=force, hint=hint).canonical()[0], path
     if not path.exists():
         raise ValueError(f"{path}: no such reference file or folder; check --reference")
-    from gliomaseg.io.layouts import find_cases, read_case
-
     for ref in find_cases(path):
         if ref.case_id != case_id:
             continue
         if ref.label is not None:
-            return read_labels(ref.label, hint=hint, force=force)[0], ref.label
+            return read_label_map(ref.label, scheme=force, hint=hint).canonical()[0], ref.label
         if ref.layout in ("lgg-tiff", "kaggle-h5"):
             case = read_case(ref, label_scheme=force)
             if case.label is not None:
@@ -294,11 +257,6 @@ def _reference_labels(
         f"{path}: holds no label map for case '{case_id}'; pass the case's segmentation file "
         "with --reference"
     )
-
-
-def _spacing(affine: NDArray[np.float64]) -> tuple[float, float, float]:
-    norms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    return float(norms[0]), float(norms[1]), float(norms[2])
 
 
 def _load_images(files: CaseFiles, out: CaseVolumes) -> None:
@@ -328,6 +286,8 @@ def _load_modality(name: str, path: Path, out: CaseVolumes) -> None:
     except (ValueError, FileNotFoundError) as err:
         out.notes.append(f"{title} not shown: {one_line(err)}")
         return
+    if data.ndim == 2:  # a single-slice export: one axial slice, as segment reads it
+        data = data[..., None]
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -341,13 +301,11 @@ def _load_modality(name: str, path: Path, out: CaseVolumes) -> None:
         )
         return
     if out.prediction is None:
-        out.spacing = _spacing(canon)
+        out.spacing = voxel_spacing(canon)
     out.images[name] = np.asarray(image, dtype=np.float32)
 
 
 def _load_case_images(path: Path, case_id: str, out: CaseVolumes) -> None:
-    from gliomaseg.io.layouts import find_cases, read_case
-
     refs = find_cases(path)
     ref = next((r for r in refs if r.case_id == case_id), refs[0])
     case = read_case(ref, with_label=False)
@@ -380,287 +338,3 @@ def _load_probs(path: Path, out: CaseVolumes) -> None:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-def intensity_stats(images: dict[str, NDArray[np.floating]]) -> dict[str, dict[str, Any]]:
-    """Per modality: brain percentiles and the numbers the intensity warnings use.
-
-    The brain is the union of every modality's non-zero voxels (inputs are skull-stripped,
-    zero outside the brain).
-
-    Returns:
-        Modality -> ``{"p1", "p50", "p99", "max", "coverage", "saturated", "nonfinite"}``;
-        ``coverage`` is the share of brain voxels where the modality is non-zero,
-        ``saturated`` the share of brain voxels equal to its maximum. Percentiles are None
-        when the brain is empty.
-    """
-    if not images:
-        return {}
-    brain = np.zeros(next(iter(images.values())).shape, dtype=bool)
-    for data in images.values():
-        brain |= np.isfinite(data) & (data != 0)
-    stats: dict[str, dict[str, Any]] = {}
-    for name, data in images.items():
-        values = data[brain]
-        finite = values[np.isfinite(values)]
-        entry: dict[str, Any] = {"nonfinite": int(values.size - finite.size), "coverage": None}
-        if finite.size:
-            p1, p50, p99 = (float(v) for v in np.percentile(finite, [1, 50, 99]))
-            top = float(finite.max())
-            entry.update(p1=p1, p50=p50, p99=p99, max=top)
-            entry["coverage"] = float(np.count_nonzero(finite) / max(values.size, 1))
-            entry["saturated"] = float(np.count_nonzero(finite == top) / finite.size)
-        else:
-            entry.update(p1=None, p50=None, p99=None, max=None, saturated=None)
-        stats[name] = entry
-    return stats
-
-
-def intensity_warnings(stats: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per modality whose intensities look wrong (thresholds: module constants)."""
-    out: list[str] = []
-    for name, s in stats.items():
-        title = MODALITY_TITLES.get(name, name)
-        if s["nonfinite"]:
-            out.append(f"unusual intensity: {title} has {s['nonfinite']} NaN/Inf brain voxel(s)")
-        if s["p50"] is None:
-            continue
-        spread = s["p99"] - s["p1"]
-        if spread <= 1e-6 * max(1.0, abs(s["p50"])):
-            out.append(
-                f"unusual intensity: {title} is constant inside the brain (about {s['p50']:.4g}):"
-                " an empty or corrupt channel"
-            )
-            continue
-        if s["coverage"] is not None and s["coverage"] < MIN_BRAIN_COVERAGE:
-            out.append(
-                f"unusual intensity: {title} is zero over {100 * (1 - s['coverage']):.0f}% of "
-                "the brain the other modalities cover: cropped, misregistered or masked "
-                "differently"
-            )
-        if s["saturated"] is not None and s["saturated"] > MAX_SATURATED_FRACTION:
-            out.append(
-                f"unusual intensity: {100 * s['saturated']:.0f}% of {title} brain voxels sit at "
-                f"its maximum {s['max']:.4g}: clipped or saturated"
-            )
-        if s["max"] > s["p99"] + OUTLIER_RANGES * spread:
-            out.append(
-                f"unusual intensity: {title} has extreme values (max {s['max']:.4g}, 99th "
-                f"percentile {s['p99']:.4g}): spikes or a wrong scaling"
-            )
-        if s["p50"] > 0 and s["p99"] / s["p50"] > MAX_P99_OVER_MEDIAN:
-            out.append(
-                f"unusual intensity: {title} 99th percentile is {s['p99'] / s['p50']:.0f}x its "
-                "brain median: far from a skull-stripped MR image (skull left in? wrong file?)"
-            )
-    return out
-
-
-def confidence_warnings(
-    summary: dict[str, Any], prediction: NDArray[np.integer] | None
-) -> list[str]:
-    """Low-confidence lines from the summary's per-slice maximum probabilities."""
-    slices = summary.get("slices") or []
-    if not slices:
-        return []
-    probs = {int(s["index"]): float(s["max_tumour_probability"]) for s in slices}
-    # the flag threshold of older summaries was on this maximum probability; ranked review
-    # flags (``review``) threshold an uncertainty score instead, so use the old default here
-    threshold = LOW_PEAK_PROBABILITY if "review" in summary else summary.get("flag_threshold")
-    out: list[str] = []
-    top = max(probs.values())
-    if threshold is not None and top < float(threshold):
-        out.append(
-            f"low confidence: no slice reaches the flag threshold {float(threshold):g} "
-            f"(highest maximum probability {top:.2f}); review the whole case"
-        )
-    if prediction is not None:
-        rows = np.flatnonzero(prediction.any(axis=(0, 1)))
-        tumour = [int(z) for z in rows if int(z) in probs]
-    else:
-        tumour = [z for z, p in probs.items() if p >= 0.5]
-    if tumour:
-        mean = float(np.mean([probs[z] for z in tumour]))
-        if mean < LOW_CONFIDENCE_MEAN:
-            out.append(
-                f"low confidence: mean of the per-slice maximum probability over the "
-                f"{len(tumour)} slice(s) with predicted tumour is {mean:.2f} "
-                f"(below {LOW_CONFIDENCE_MEAN:g})"
-            )
-    return out
-
-
-def postprocessing_warnings(summary: dict[str, Any]) -> list[str]:
-    """A line when postprocessing removed a large share of the prediction.
-
-    Reads the ``postprocessing`` record of ``<id>_summary.json``: ``removed_fraction`` (share
-    of ``wt_before_ml``, the whole tumour the network predicted, that component removal took
-    away) against :data:`MAX_REMOVED_FRACTION`. A record from before these fields existed
-    only says how many components went, so removed components are then reported without a
-    share.
-    """
-    record = summary.get("postprocessing")
-    if not isinstance(record, dict) or not record.get("components_removed"):
-        return []
-    n = int(record["components_removed"])
-    what = (
-        f"{n} connected component{'s' if n != 1 else ''} under "
-        f"{float(record.get('min_component_ml') or 0):g} mL"
-    )
-    fraction = record.get("removed_fraction")
-    if fraction is None:
-        return [
-            f"postprocessing removed {what}; the summary does not record their volume (made "
-            "by an older gliomaseg): re-run 'gliomaseg segment' to see their share"
-        ]
-    if float(fraction) < MAX_REMOVED_FRACTION:
-        return []
-    return [
-        f"postprocessing removed {100 * float(fraction):.0f}% of the predicted whole tumour "
-        f"({float(record.get('removed_ml') or 0):.1f} of "
-        f"{float(record.get('wt_before_ml') or 0):.1f} mL; warning from "
-        f"{100 * MAX_REMOVED_FRACTION:.0f}%): {what}; the network predicted tumour there, "
-        "review the removed regions (--min-component-ml 0 keeps them)"
-    ]
-
-
-def reference_scores(volumes: CaseVolumes) -> dict[str, dict[str, float]] | None:
-    """Dice, HD95 and volumes of the prediction against the ``--reference`` label map.
-
-    :func:`gliomaseg.evaluate.metrics.region_metrics` per region (WT, TC, ET; ``tumour`` for binary
-    predictions), at the case's voxel size, BraTS empty-mask policy.
-
-    Returns:
-        Region -> :data:`gliomaseg.evaluate.metrics.METRIC_NAMES` values, or ``None`` without both a
-        prediction and a reference.
-    """
-    if volumes.prediction is None or volumes.reference is None:
-        return None
-    from gliomaseg.core.labels import REGIONS
-    from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
-
-    return region_metrics(
-        volumes.prediction,
-        volumes.reference,
-        spacing=volumes.spacing,
-        regions=BINARY_REGIONS if volumes.binary else REGIONS,
-        labels=(),
-    )
-
-
-def case_warnings(files: CaseFiles, volumes: CaseVolumes) -> list[str]:
-    """Every warning of a case report, most important first."""
-    summary = files.summary
-    out = training_case_warning(summary)
-    out += confidence_warnings(summary, volumes.prediction)
-    volumes_ml = summary.get("volumes_ml") or {}
-    if volumes_ml and not any(float(v or 0) > 0 for v in volumes_ml.values()):
-        out.append("no tumour segmented: every predicted volume is 0 mL")
-    out += postprocessing_warnings(summary)
-    inputs = summary.get("inputs") or {}
-    # Only judge when the modalities are known (per-modality inputs, or images read from a
-    # folder); an unreadable folder is already reported in the notes.
-    known = {m for m in MODALITIES if m in inputs} | set(volumes.images)
-    for name in MODALITIES if known else ():
-        if name not in known:
-            out.append(f"missing modality: {MODALITY_TITLES[name]} is not among the case's inputs")
-    if summary.get("spacing_known") is False or not summary.get("spacing_mm"):
-        out.append(
-            "spacing unknown: the input files carry no voxel size; volumes (mL) and lengths "
-            "(mm) assume the default spacing " + _spacing_text(summary.get("spacing_mm"))
-        )
-    out += intensity_warnings(intensity_stats(volumes.images))
-    out += volumes.notes
-    return out
-
-
-def training_case_warning(summary: dict[str, Any]) -> list[str]:
-    """One line when ``segment`` found the case among the model's training cases."""
-    record = summary.get("training_case") or {}
-    if record.get("used_to_train_model") is not True:
-        return []
-    return [f"training case ({record.get('matched')}): {record.get('note')}"]
-
-
-def _spacing_text(spacing: Any) -> str:
-    if not spacing:
-        return "(not recorded)"
-    return "(" + " x ".join(f"{float(s):g}" for s in spacing) + " mm)"
-
-
-def choose_slices(
-    summary: dict[str, Any], prediction: NDArray[np.integer] | None, *, n: int = MAX_SLICES
-) -> list[int]:
-    """Axial indices to show: flagged slices, else the most probable, else the largest tumour.
-
-    Ranked review flags (a summary with ``review``) give their ``n`` highest-ranked slices.
-    Older summaries flag every probable slice: more than ``n`` are thinned to ``n`` spread
-    evenly over their range (the centres of ``n`` equal groups), so the panels follow the
-    tumour from bottom to top. Returns an empty list when nothing points at a slice.
-    """
-    slices = summary.get("slices") or []
-    by_name = {str(s["slice"]): int(s["index"]) for s in slices}
-    named = [by_name[str(f)] for f in summary.get("flagged_slices") or [] if str(f) in by_name]
-    if named and "review" in summary:  # ranked, most uncertain first
-        return sorted(dict.fromkeys(named[:n]))
-    flagged = sorted(set(named))
-    if flagged:
-        if len(flagged) <= n:
-            return flagged
-        picks = [flagged[int((2 * k + 1) * len(flagged) / (2 * n))] for k in range(n)]
-        return sorted(set(picks))
-    ranked = sorted(
-        (s for s in slices if float(s["max_tumour_probability"]) > 0),
-        key=lambda s: -float(s["max_tumour_probability"]),
-    )
-    if ranked:
-        return sorted(int(s["index"]) for s in ranked[:n])
-    if prediction is not None and prediction.any():
-        area = prediction.astype(bool).sum(axis=(0, 1))
-        return sorted(int(z) for z in np.argsort(-area, kind="stable")[:n] if area[z] > 0)
-    return []
-
-
-def display_window(data: NDArray[np.floating]) -> tuple[float, float]:
-    """(low, high) display window: 1st and 99th percentiles of the non-zero finite voxels."""
-    values = data[np.isfinite(data) & (data != 0)]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(values, [1, 99]))
-    if not math.isfinite(hi - lo) or hi <= lo:
-        return lo - 0.5, lo + 0.5
-    return lo, hi
-
-
-def crop_in_plane(volumes: CaseVolumes, *, margin: int = 4) -> CaseVolumes:
-    """A copy cropped in X and Y to the brain (non-zero image voxels, any slice) plus masks.
-
-    Real scans put the brain in a fraction of the field of view (BraTS: about 140 of 240
-    voxels); cropping every panel to the same box makes the tumour readable. Z is kept, so
-    slice indices do not change. Nothing to crop to: the volumes are returned unchanged.
-    """
-    arrays = [v != 0 for v in volumes.images.values()]
-    arrays += [m > 0 for m in (volumes.prediction, volumes.reference) if m is not None]
-    if volumes.probs is not None:
-        arrays.append(volumes.probs.max(axis=0) > 0)
-    if not arrays:
-        return volumes
-    plane = np.any([a.any(axis=2) for a in arrays], axis=0)
-    if not plane.any():
-        return volumes
-    (x0, y0), (x1, y1) = np.argwhere(plane).min(axis=0), np.argwhere(plane).max(axis=0) + 1
-    box = (
-        slice(max(int(x0) - margin, 0), int(x1) + margin),
-        slice(max(int(y0) - margin, 0), int(y1) + margin),
-    )
-
-    def cut(a: Any) -> Any:
-        return None if a is None else np.ascontiguousarray(a[..., box[0], box[1], :])
-
-    return replace(
-        volumes,
-        images={k: cut(v) for k, v in volumes.images.items()},
-        prediction=cut(volumes.prediction),
-        reference=cut(volumes.reference),
-        probs=cut(volumes.probs),
-    )

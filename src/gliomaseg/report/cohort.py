@@ -15,17 +15,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.io.outputs import COHORT_REPORT, EVALUATION_SUMMARY, PER_CASE_CSV, case_report_path
 from gliomaseg.report import figures as figs
-from gliomaseg.report.case import Report
 from gliomaseg.report.html import (
     Figure,
+    Report,
     Section,
-    all_figures,
     definition_list,
     esc,
     fmt,
-    render_page,
-    resource_text,
+    sortable_report,
     table,
     write_page,
 )
@@ -47,7 +46,7 @@ def read_per_case(eval_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str,
     root = Path(eval_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: no such folder; pass the output folder of 'gliomaseg evaluate'")
-    path = root / "per_case.csv"
+    path = root / PER_CASE_CSV
     if not path.is_file():
         raise ValueError(
             f"{path}: not found; run 'gliomaseg evaluate' into {root} (with the case view)"
@@ -63,7 +62,7 @@ def read_per_case(eval_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str,
         )
     rows = [{k: (v if k == "case_id" else _number(v)) for k, v in r.items()} for r in raw]
     summary: dict[str, Any] = {}
-    summary_path = root / "summary.json"
+    summary_path = root / EVALUATION_SUMMARY
     if summary_path.is_file():
         try:
             summary = json.loads(summary_path.read_text(encoding="utf-8"))
@@ -117,7 +116,7 @@ def build_cohort_report(
     """
     rows, summary = read_per_case(eval_dir)
     regions = regions_of(rows, summary)
-    page_dir = (Path(output) if output is not None else Path(eval_dir) / "cohort.html").parent
+    page_dir = (Path(output) if output is not None else Path(eval_dir) / COHORT_REPORT).parent
     links = _report_links(rows, case_reports, page_dir)
     sections = [
         _overview(eval_dir, rows, summary),
@@ -126,13 +125,11 @@ def build_cohort_report(
         _worst(rows, regions, links, case_reports),
         _per_case(rows, regions, links),
     ]
-    page = render_page(
+    return sortable_report(
         title="Cohort evaluation",
         subtitle=f"{len(rows)} case(s) from {Path(eval_dir).resolve()}",
         sections=sections,
-        script=resource_text("report_sortable.html"),
     )
-    return Report(html=page, figures=all_figures(sections), sections=sections)
 
 
 def write_cohort_report(
@@ -143,7 +140,7 @@ def write_cohort_report(
     figures_dir: str | Path | None = None,
 ) -> Path:
     """Write the cohort page atomically (default ``<eval_dir>/cohort.html``)."""
-    out = Path(output) if output is not None else Path(eval_dir) / "cohort.html"
+    out = Path(output) if output is not None else Path(eval_dir) / COHORT_REPORT
     report = build_cohort_report(eval_dir, case_reports=case_reports, output=out)
     return write_page(out, report.html, figures=report.figures, figures_dir=figures_dir)
 
@@ -157,7 +154,7 @@ def _report_links(
     folder = Path(case_reports)
     links = {}
     for row in rows:
-        target = folder / f"{row['case_id']}_report.html"
+        target = case_report_path(row["case_id"], folder)
         if target.is_file():
             rel = os.path.relpath(target.resolve(), page_dir.resolve())
             links[str(row["case_id"])] = Path(rel).as_posix()

@@ -123,6 +123,7 @@ def modality_grid(
         binary: Outline only the whole tumour ("tumour").
         orientation_known: False: "orientation unknown" instead of the A/P/L/R markers.
     """
+    # Long: one matplotlib figure, panel by panel; splitting it would scatter its layout.
     from matplotlib.lines import Line2D
 
     names = list(images)

@@ -196,3 +196,27 @@ def write_page(
 def all_figures(sections: Iterable[Section]) -> list[Figure]:
     """Figures of the sections that were rendered, in page order."""
     return [f for s in sections if s.omitted is None for f in s.figures]
+
+
+@dataclass
+class Report:
+    """A rendered page: the HTML, its figures (for ``--figures``), its warnings and, for a
+    case with a reference, the scores against it
+    (:func:`~gliomaseg.report.checks.reference_scores`)."""
+
+    html: str
+    figures: list[Figure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    reference_scores: dict[str, dict[str, float]] | None = None
+
+
+def sortable_report(*, title: str, subtitle: str, sections: list[Section]) -> Report:
+    """A page whose tables sort on a click (the cohort and training pages)."""
+    page = render_page(
+        title=title,
+        subtitle=subtitle,
+        sections=sections,
+        script=resource_text("report_sortable.html"),
+    )
+    return Report(html=page, figures=all_figures(sections), sections=sections)

@@ -15,17 +15,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.io.outputs import CHECKPOINT_DIR, RUN_CONFIG, RUN_METRICS, TRAINING_REPORT
 from gliomaseg.report import figures as figs
-from gliomaseg.report.case import Report
 from gliomaseg.report.html import (
     Figure,
+    Report,
     Section,
-    all_figures,
     definition_list,
     esc,
     fmt,
-    render_page,
-    resource_text,
+    sortable_report,
     table,
     write_page,
 )
@@ -49,7 +48,7 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, float]], dict[str,
     root = Path(run_dir)
     if not root.is_dir():
         raise ValueError(f"{root}: no such folder; pass a run folder of 'gliomaseg train'")
-    path = root / "metrics.csv"
+    path = root / RUN_METRICS
     if not path.is_file():
         raise ValueError(
             f"{path}: not found; the run has not finished an epoch yet (or this is not a run "
@@ -64,7 +63,7 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, float]], dict[str,
         raise ValueError(f"{path}: no epoch rows; train for at least one epoch first")
     rows = [{k: _float(v) for k, v in r.items() if k} for r in raw]
     config = None
-    config_path = root / "config.json"
+    config_path = root / RUN_CONFIG
     if config_path.is_file():
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -125,13 +124,11 @@ def build_training_report(run_dir: str | Path) -> Report:
         _config(config, run_dir),
     ]
     name = (config or {}).get("name") or Path(run_dir).resolve().name
-    page = render_page(
+    return sortable_report(
         title=f"Training run: {name}",
         subtitle=str((config or {}).get("description") or Path(run_dir).resolve()),
         sections=sections,
-        script=resource_text("report_sortable.html"),
     )
-    return Report(html=page, figures=all_figures(sections), sections=sections)
 
 
 def write_training_report(
@@ -142,7 +139,7 @@ def write_training_report(
 ) -> Path:
     """Write the training page atomically (default ``<run_dir>/training.html``)."""
     report = build_training_report(run_dir)
-    out = Path(output) if output is not None else Path(run_dir) / "training.html"
+    out = Path(output) if output is not None else Path(run_dir) / TRAINING_REPORT
     return write_page(out, report.html, figures=report.figures, figures_dir=figures_dir)
 
 
@@ -154,7 +151,7 @@ def _overview(
 ) -> Section:
     last = rows[-1]
     best_row = next((r for r in rows if r["epoch"] == best), None)
-    checkpoints = sorted(p.name for p in (Path(run_dir) / "checkpoints").glob("*.pt"))
+    checkpoints = sorted(p.name for p in (Path(run_dir) / CHECKPOINT_DIR).glob("*.pt"))
     items: list[tuple[str, Any]] = [
         ("run folder", str(Path(run_dir).resolve())),
         (

@@ -20,7 +20,6 @@ with a note and one warning line (:data:`~gliomaseg.report.viewer_assets.MISSING
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import logging
 import math
@@ -30,16 +29,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gliomaseg.report.case_data import CaseFiles, CaseVolumes, display_window
+from gliomaseg.report.case_data import CaseFiles, CaseVolumes
+from gliomaseg.report.framing import display_window
 from gliomaseg.report.html import Section, esc, resource_text
 from gliomaseg.report.style import CONTOUR_COLOURS, MODALITY_TITLES, words
 from gliomaseg.report.viewer_assets import MISSING_HINT, Bundle, find_bundle
+from gliomaseg.report.viewer_grid import (
+    MAX_VIEWER_VOXELS,
+    Grid,
+    brain_box,
+    nifti_gz,
+    plan_grid,
+    quantise,
+    resample,
+)
 
 log = logging.getLogger(__name__)
 
-#: Most voxels of one embedded volume. A BraTS case (brain box about 136 x 171 x 146 at
-#: 1 mm) is resampled to about 1.5 mm; the README gives the resulting report size.
-MAX_VIEWER_VOXELS = 1_000_000
 #: Keys of a review-slice object in ``flagged_slices`` that hold the axial index, in order
 #: of preference (``slice`` holds the slice's name, as in ``summary["slices"]``).
 INDEX_KEYS = ("index", "slice_index", "z")
@@ -128,141 +134,6 @@ def _number(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-# --------------------------------------------------------------------------- volumes
-
-
-@dataclass(frozen=True)
-class Grid:
-    """How the embedded grid maps onto the case's canonical grid.
-
-    Attributes:
-        start: First canonical voxel of the crop box, per axis (X, Y, Z).
-        source_shape: Shape of the crop box (canonical voxels).
-        shape: Shape of the embedded volumes.
-        spacing: Voxel size of the embedded volumes (mm).
-    """
-
-    start: tuple[int, int, int]
-    source_shape: tuple[int, int, int]
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-
-    def to_embedded(self, axis: int, index: int) -> int:
-        """Embedded index of a canonical index along one axis (nearest; clipped)."""
-        n, m = self.source_shape[axis], self.shape[axis]
-        rel = index - self.start[axis]
-        scaled = rel * (m - 1) / (n - 1) if n > 1 else 0.0
-        return int(min(max(round(scaled), 0), m - 1))
-
-    def to_source(self, axis: int, index: int) -> int:
-        """Canonical index of an embedded index along one axis (nearest)."""
-        n, m = self.source_shape[axis], self.shape[axis]
-        scaled = index * (n - 1) / (m - 1) if m > 1 else 0.0
-        return round(scaled) + self.start[axis]
-
-
-def plan_grid(
-    spacing: tuple[float, float, float],
-    box: tuple[slice, slice, slice],
-    *,
-    max_voxels: int = MAX_VIEWER_VOXELS,
-) -> Grid:
-    """The embedded grid of a crop box: at most ``max_voxels``, finest axes coarsened first.
-
-    The target voxel size ``s`` is the smallest for which ``prod(n_i * min(1, sp_i / s))``
-    fits; axes coarser than ``s`` keep every voxel. Corner voxels stay aligned (as
-    :func:`scipy.ndimage.zoom` with ``grid_mode=False``).
-    """
-    src = tuple(int(b.stop - b.start) for b in box)
-    sp = np.asarray(spacing, dtype=np.float64)
-
-    def sized(s: float) -> tuple[int, ...]:
-        return tuple(
-            max(1, math.ceil(n * min(1.0, float(p) / s))) for n, p in zip(src, sp, strict=True)
-        )
-
-    lo, hi = float(sp.min()), float(sp.max()) * max(src) + 1.0
-    if math.prod(sized(lo)) > max_voxels:
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if math.prod(sized(mid)) > max_voxels else (lo, mid)
-        out = sized(hi)
-    else:
-        out = sized(lo)
-    new_sp = tuple(
-        float(p) * (n - 1) / (m - 1) if m > 1 else float(p) * n
-        for n, m, p in zip(src, out, sp, strict=True)
-    )
-    start = tuple(int(b.start) for b in box)
-    return Grid(start, src, out, new_sp)  # type: ignore[arg-type]
-
-
-def brain_box(volumes: CaseVolumes, *, margin: int = 2) -> tuple[slice, slice, slice] | None:
-    """The 3D box of non-zero image voxels and masks, plus ``margin``; None if all empty."""
-    arrays = [v != 0 for v in volumes.images.values()]
-    arrays += [m > 0 for m in (volumes.prediction,) if m is not None]
-    if not arrays:
-        return None
-    mask = np.any(arrays, axis=0)
-    if not mask.any():
-        return None
-    idx = np.argwhere(mask)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    return tuple(  # type: ignore[return-value]
-        slice(max(int(a) - margin, 0), min(int(b) + margin, n))
-        for a, b, n in zip(lo, hi, mask.shape, strict=True)
-    )
-
-
-def _resample(data: NDArray[Any], grid: Grid, *, order: int) -> NDArray[Any]:
-    """A crop-box array on the embedded grid (corners aligned; 0: nearest, 1: linear)."""
-    from scipy import ndimage
-
-    if grid.shape == grid.source_shape:
-        return data
-    step = [
-        (n - 1) / (m - 1) if m > 1 else 0.0
-        for n, m in zip(grid.source_shape, grid.shape, strict=True)
-    ]
-    # Labels: nearest neighbour on the codes; images: linear in float, rounded back.
-    out = ndimage.affine_transform(
-        data if order == 0 else data.astype(np.float32),
-        np.asarray(step),
-        output_shape=grid.shape,
-        order=order,
-        mode="nearest",
-    )
-    return out if order == 0 else np.rint(out).astype(data.dtype)
-
-
-def quantise(data: NDArray[np.floating], window: tuple[float, float]) -> NDArray[np.uint8]:
-    """uint8 display values: 0 where the image is 0 (outside the brain), else the window
-    ``(low, high)`` mapped linearly onto 1..255 (values outside it clipped; NaN as 0)."""
-    lo, hi = window
-    x = np.nan_to_num(np.asarray(data, dtype=np.float32))
-    scaled = (x - np.float32(lo)) * np.float32(254.0 / max(hi - lo, 1e-12)) + np.float32(1.0)
-    np.clip(scaled, 1.0, 255.0, out=scaled)
-    out = np.rint(scaled).astype(np.uint8)
-    out[x == 0] = 0
-    return out
-
-
-def nifti_gz(data: NDArray[np.uint8], spacing: tuple[float, float, float]) -> bytes:
-    """A gzip NIfTI-1 file (bytes) of a uint8 RAS+ volume with a diagonal affine (mm).
-
-    Deterministic: the gzip header carries no time stamp.
-    """
-    import nibabel as nib
-
-    affine = np.diag([*spacing, 1.0])
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), affine)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    # Level 6: within 0.5% of level 9 on MR volumes, about five times faster.
-    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -289,7 +160,7 @@ def viewer_payload(
     images = []
     for key in order:
         data = volumes.images[key]
-        small = _resample(quantise(data[box], display_window(data)), grid, order=1)
+        small = resample(quantise(data[box], display_window(data)), grid, order=1)
         images.append(
             {
                 "key": key,
@@ -300,7 +171,7 @@ def viewer_payload(
     labels = None
     small_labels = None
     if volumes.prediction is not None:
-        small_labels = _resample(np.asarray(volumes.prediction[box], np.uint8), grid, order=0)
+        small_labels = resample(np.asarray(volumes.prediction[box], np.uint8), grid, order=0)
         names = ("tumour",) if volumes.binary else _MULTICLASS_LABELS
         codes = [
             {"code": k + 1, "abbr": n, "name": words(n), "colour": LABEL_COLOURS[n]}
@@ -378,6 +249,7 @@ def _script_json(value: Any) -> str:
 
 def viewer_html(payload: dict[str, Any], bundle: Bundle) -> str:
     """The section body: controls, canvas, data, the bundle and the viewer script."""
+    # Long: one HTML template with its controls; splitting it would scatter the markup.
     images = "".join(
         f'<label><input type="radio" name="viewer-image" value="{k}"{" checked" if k == 0 else ""}>'
         f" {esc(im['title'])}</label>"

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from gliomaseg.core.case import voxel_spacing
+from gliomaseg.core.geometry import bounding_box, voxel_to_world
 from gliomaseg.core.labels import ET, NCR, region_counts
 from gliomaseg.core.laterality import tumour_side
 
@@ -143,24 +145,14 @@ def tumour_geometry(
         wt, affine, brain_mask=brain, image=image, orientation_known=orientation_known
     )
     note = {"hemisphere_note": side["laterality_note"]} if "laterality_note" in side else {}
-    if not wt.any():
-        return {
-            "components": 0,
-            "bbox_voxels": None,
-            "extent_mm": [0.0, 0.0, 0.0],
-            "z_extent_mm": 0.0,
-            "centroid_voxel": None,
-            "centroid_mm": None,
-            "hemisphere": None,
-            **note,
-        }
+    box = bounding_box(wt)
+    if box is None:
+        return {**_no_tumour(), **note}
     _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
-    idx = np.argwhere(wt)
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    centroid = idx.mean(axis=0)
-    centroid_mm = (affine @ np.append(centroid, 1.0))[:3]
-    extent = (hi - lo + 1) * spacing
+    lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
+    centroid = np.argwhere(wt).mean(axis=0)
+    centroid_mm = voxel_to_world(centroid, affine)
+    extent = (hi - lo + 1) * np.asarray(voxel_spacing(affine))
     if to_input is not None:  # flips and axis swaps: the two corners bound the box
         corners = np.rint(to_input(np.stack([lo, hi]))).astype(int)
         lo, hi = corners.min(axis=0), corners.max(axis=0)
@@ -174,6 +166,19 @@ def tumour_geometry(
         "centroid_mm": [round(float(c), 2) for c in centroid_mm],
         "hemisphere": side["laterality"],
         **note,
+    }
+
+
+def _no_tumour() -> dict[str, Any]:
+    """:func:`tumour_geometry` of an empty mask: zeros and None, never an error."""
+    return {
+        "components": 0,
+        "bbox_voxels": None,
+        "extent_mm": [0.0, 0.0, 0.0],
+        "z_extent_mm": 0.0,
+        "centroid_voxel": None,
+        "centroid_mm": None,
+        "hemisphere": None,
     }
 
 

@@ -352,12 +352,7 @@ def review(
     return {
         "review": {
             "flags": [
-                {
-                    "slice": names[z],
-                    "index": int(input_index[z]),
-                    "score": round(float(score[z]), 4),
-                    "reason": _reason(reasons[z], edge=bool(parts["edge"][z])),
-                }
+                _flag(names[z], int(input_index[z]), score[z], reasons[z], edge=parts["edge"][z])
                 for z in flags
             ],
             "confidence": round(confidence, 4),
@@ -368,4 +363,14 @@ def review(
             "input_axis": input_axis,
         },
         "scores": score,
+    }
+
+
+def _flag(name: str, index: int, score: float, largest: str, *, edge: bool) -> dict[str, Any]:
+    """One entry of ``review.flags``: the slice, its index in the input, score and reason."""
+    return {
+        "slice": name,
+        "index": index,
+        "score": round(float(score), 4),
+        "reason": _reason(largest, edge=bool(edge)),
     }

@@ -27,8 +27,6 @@ Everything random comes from the ``rng`` argument: the same seed gives the same 
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,8 +34,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from gliomaseg.core.case import MODALITIES
+from gliomaseg.core.case import MODALITIES, voxel_spacing
+from gliomaseg.core.geometry import bounding_box
 from gliomaseg.core.labels import ED, ET, NCR
+from gliomaseg.synthetic.anatomy import Anatomy, nested_labels, smooth_noise
+from gliomaseg.synthetic.mni import mni_case, mni_template
 
 TEMPLATES: tuple[str, ...] = ("mni", "phantom")
 #: BraTS grid: 240 x 240 x 155 voxels of 1 mm.
@@ -66,8 +67,6 @@ TUMOUR_MEANS: dict[str, tuple[float, float, float]] = {
     "t2": (900.0, 820.0, 680.0),
 }
 _TUMOUR_CODES: tuple[int, int, int] = (NCR, ED, ET)
-#: Level of the (peak-normalised) tumour field at the whole-tumour border of a single lobe.
-_WT_LEVEL = 0.1
 
 
 @dataclass
@@ -102,14 +101,6 @@ class SyntheticCase:
     def stack(self, names: Sequence[str] = MODALITIES) -> NDArray[np.float32]:
         """Images as one (C, X, Y, Z) float32 array, channels in ``names`` order."""
         return np.stack([self.images[n] for n in names]).astype(np.float32, copy=False)
-
-
-@dataclass
-class _Anatomy:
-    """Healthy tissue on the output grid: bool brain mask and (3, X, Y, Z) CSF/GM/WM probs."""
-
-    brain: NDArray[np.bool_]
-    probs: NDArray[np.float32]
 
 
 def make_case(
@@ -150,6 +141,7 @@ def make_case(
         ValueError: bad shape, spacing, template, axis or radius, or a field of view that
             contains no brain.
     """
+    # Over 60 lines for its docstring (every option of a synthetic case); the body is ~30 lines.
     if template not in TEMPLATES:
         raise ValueError(f"unknown template '{template}'; choose one of {list(TEMPLATES)}")
     default_shape = BRATS_SHAPE if template == "mni" else PHANTOM_SHAPE
@@ -159,7 +151,7 @@ def make_case(
         raise ValueError(f"tumour_radius_mm must be > 0 mm, got {tumour_radius_mm}")
     affine = grid_affine(grid, step.tolist(), flip_axis=flip_axis, origin=origin)
     if template == "mni":
-        anatomy, label, centre = _mni_case(rng, grid, affine, tumour_radius_mm)
+        anatomy, label, centre = mni_case(rng, grid, affine, tumour_radius_mm)
     else:
         anatomy, label, centre = _phantom_case(rng, grid, affine, tumour_radius_mm)
     blur = 0.5 if template == "mni" else 0.0
@@ -167,7 +159,7 @@ def make_case(
     centre_mm = affine[:3, :3] @ centre + affine[:3, 3]
     midline_x = float((affine[:3, :3] @ ((np.array(grid) - 1) / 2.0) + affine[:3, 3])[0])
     if template == "mni":
-        midline_x -= _mni_template().centre_mm[0]
+        midline_x -= mni_template().centre_mm[0]
     return SyntheticCase(
         case_id=case_id,
         images=images,
@@ -257,248 +249,6 @@ def _check_flips(flip_axis: int | Sequence[int] | None) -> set[int]:
     return flips
 
 
-# --------------------------------------------------------------------------- MNI template
-
-
-@dataclass(frozen=True)
-class _Template:
-    """MNI maps cropped to the brain: (3, I, J, K) float32 [mask, GM, WM] and geometry."""
-
-    maps: NDArray[np.float32]
-    origin_mm: NDArray[np.float64]
-    spacing_mm: NDArray[np.float64]
-    centre_mm: NDArray[np.float64]
-
-
-@functools.cache
-def _mni_template() -> _Template:
-    """Load nilearn's bundled 1 mm MNI152 maps once per process (read-only, no network)."""
-    try:
-        from nilearn import datasets
-    except ImportError:  # pragma: no cover - nilearn is a declared dependency
-        raise ValueError(
-            "template='mni' needs nilearn (pip install nilearn); use template='phantom' instead"
-        ) from None
-    images = [
-        datasets.load_mni152_brain_mask(resolution=1),
-        datasets.load_mni152_gm_template(resolution=1),
-        datasets.load_mni152_wm_template(resolution=1),
-    ]
-    maps = np.stack([np.asarray(img.get_fdata(), dtype=np.float32) for img in images])
-    affine = np.asarray(images[0].affine, dtype=np.float64)
-    inside = np.argwhere(maps[0] > 0.5)
-    lo = np.maximum(inside.min(axis=0) - 3, 0)
-    hi = np.minimum(inside.max(axis=0) + 4, maps.shape[1:])
-    crop = np.ascontiguousarray(maps[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
-    crop.setflags(write=False)
-    spacing = np.diag(affine[:3, :3]).copy()
-    origin = affine[:3, 3] + spacing * lo
-    bbox_centre = (inside.min(axis=0) + inside.max(axis=0)) / 2.0
-    centre = affine[:3, 3] + spacing * bbox_centre
-    return _Template(maps=crop, origin_mm=origin, spacing_mm=spacing, centre_mm=centre)
-
-
-def _interp_axis(
-    array: NDArray[np.float32], coords: NDArray[np.float64], axis: int
-) -> NDArray[np.float32]:
-    """Linear interpolation of ``array`` along one axis at fractional ``coords`` (0 outside)."""
-    n = array.shape[axis]
-    i0 = np.floor(coords).astype(np.intp)
-    inside = (coords >= 0) & (coords <= n - 1)
-    bshape = [1] * array.ndim
-    bshape[axis] = -1
-    w = np.where(inside, coords - i0, 0.0).astype(np.float32).reshape(bshape)
-    keep = inside.astype(np.float32).reshape(bshape)
-    lo = np.take(array, np.clip(i0, 0, n - 1), axis=axis)
-    hi = np.take(array, np.clip(i0 + 1, 0, n - 1), axis=axis)
-    return ((lo + (hi - lo) * w) * keep).astype(np.float32, copy=False)
-
-
-def _mni_coords(
-    shape: tuple[int, int, int], affine: NDArray[np.float64]
-) -> list[NDArray[np.float64]]:
-    """MNI mm coordinate of every index along each axis (grid centre -> MNI brain centre)."""
-    tmpl = _mni_template()
-    centre_world = affine[:3, :3] @ ((np.array(shape) - 1) / 2.0) + affine[:3, 3]
-    shift = tmpl.centre_mm - centre_world
-    return [affine[a, a] * np.arange(shape[a]) + affine[a, 3] + shift[a] for a in range(3)]
-
-
-def _mni_anatomy(shape: tuple[int, int, int], affine: NDArray[np.float64]) -> _Anatomy:
-    """Resample the MNI maps onto the grid (separable linear interpolation)."""
-    tmpl = _mni_template()
-    maps: NDArray[np.float32] = tmpl.maps
-    for axis, mm in enumerate(_mni_coords(shape, affine)):
-        maps = _interp_axis(maps, (mm - tmpl.origin_mm[axis]) / tmpl.spacing_mm[axis], axis + 1)
-    brain = maps[0] > 0.5
-    gm = np.where(brain, maps[1], 0.0)
-    wm = np.where(brain, maps[2], 0.0)
-    total = np.maximum(gm + wm, 1.0)
-    gm, wm = gm / total, wm / total
-    csf = np.where(brain, 1.0 - gm - wm, 0.0)
-    return _Anatomy(brain=brain, probs=np.stack([csf, gm, wm]).astype(np.float32))
-
-
-def _mni_case(
-    rng: np.random.Generator,
-    shape: tuple[int, int, int],
-    affine: NDArray[np.float64],
-    radius_mm: float | None,
-) -> tuple[_Anatomy, NDArray[np.uint8], NDArray[np.float64]]:
-    """Anatomy, label map and tumour centre (voxel index) for the MNI template."""
-    anatomy = _mni_anatomy(shape, affine)
-    if not anatomy.brain.any():
-        raise ValueError(
-            f"the grid {shape} at spacing {np.abs(np.diag(affine)[:3]).tolist()} mm holds no brain; "
-            "use a larger shape or spacing"
-        )
-    step = np.abs(np.diag(affine)[:3])
-    fov = np.array(shape) * step
-    if radius_mm is None:
-        radius_mm = min(float(rng.uniform(20.0, 30.0)), 0.35 * float(fov.min()))
-    centre = _pick_centre(rng, anatomy, _mni_coords(shape, affine), step, radius_mm)
-    label = _grow_tumour(rng, anatomy, centre, step, radius_mm)
-    return anatomy, label, centre.astype(np.float64)
-
-
-def _pick_centre(
-    rng: np.random.Generator,
-    anatomy: _Anatomy,
-    mni: list[NDArray[np.float64]],
-    step: NDArray[np.float64],
-    radius_mm: float,
-) -> NDArray[np.intp]:
-    """A voxel deep in the white matter of a random hemisphere (looser rules if none)."""
-    shape = anatomy.brain.shape
-    margin = [min(math.ceil(0.6 * radius_mm / step[a]), (shape[a] - 1) // 2) for a in range(3)]
-    in_fov = [
-        (np.arange(n) >= m) & (np.arange(n) < n - m) for n, m in zip(shape, margin, strict=True)
-    ]
-    side = 1.0 if rng.random() < 0.5 else -1.0
-    x_ok = (side * mni[0] >= 12.0) & (side * mni[0] <= 45.0) & in_fov[0]
-    y_ok = (mni[1] >= -75.0) & (mni[1] <= 40.0) & in_fov[1]
-    z_ok = (mni[2] >= -5.0) & (mni[2] <= 45.0) & in_fov[2]
-    fov = in_fov[0][:, None, None] & in_fov[1][None, :, None] & in_fov[2][None, None, :]
-    box = x_ok[:, None, None] & y_ok[None, :, None] & z_ok[None, None, :]
-    wm = anatomy.probs[2]
-    for candidates in (box & (wm > 0.6), fov & (wm > 0.5), fov & anatomy.brain, anatomy.brain):
-        flat = np.flatnonzero(candidates)
-        if flat.size:
-            return np.array(np.unravel_index(int(rng.choice(flat)), shape), dtype=np.intp)
-    raise AssertionError("unreachable: the brain mask was checked to be non-empty")
-
-
-# --------------------------------------------------------------------------- tumour
-
-
-def _smooth_noise(
-    rng: np.random.Generator, shape: tuple[int, ...], cell: float
-) -> NDArray[np.float32]:
-    """Unit-variance smooth random field on ``shape`` with correlation length ~``cell`` voxels."""
-    cell = max(cell, 1.0)
-    coarse_shape = tuple(math.ceil(n / cell) + 3 for n in shape)
-    field = ndimage.gaussian_filter(rng.standard_normal(coarse_shape).astype(np.float32), 0.7)
-    for axis, n in enumerate(shape):
-        field = _interp_axis(field, np.arange(n) / cell + 1.0, axis)
-    std = float(field.std())
-    return (field - field.mean()) / (std if std > 0 else 1.0)
-
-
-def _box(
-    centre: NDArray[np.intp], half: NDArray[np.intp], shape: tuple[int, ...]
-) -> tuple[slice, ...]:
-    return tuple(
-        slice(max(int(c - h), 0), min(int(c + h) + 1, n))
-        for c, h, n in zip(centre, half, shape, strict=True)
-    )
-
-
-def _lobe_field(
-    rng: np.random.Generator,
-    box: tuple[slice, ...],
-    centre: NDArray[np.intp],
-    step: NDArray[np.float64],
-    radius_mm: float,
-) -> NDArray[np.float32]:
-    """Sum of random rotated Gaussian ellipsoids, peak-normalised to 1, on the box."""
-    mm = [(np.arange(s.start, s.stop) - c) * d for s, c, d in zip(box, centre, step, strict=True)]
-    pts = np.stack(np.meshgrid(*mm, indexing="ij"), axis=-1).astype(np.float32)
-    field = np.zeros(pts.shape[:3], dtype=np.float32)
-    level = -2.0 * math.log(_WT_LEVEL)
-    for k in range(int(rng.integers(3, 6))):
-        offset = np.zeros(3) if k == 0 else rng.normal(0.0, 0.3 * radius_mm, 3)
-        radii = radius_mm * rng.uniform(0.55, 1.0, 3)
-        rot, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-        weight = 1.0 if k == 0 else float(rng.uniform(0.5, 0.9))
-        local = (pts - offset.astype(np.float32)) @ rot.astype(np.float32)
-        q = ((local / radii.astype(np.float32)) ** 2).sum(axis=-1)
-        field += weight * np.exp(-0.5 * level * q)
-    return field / max(float(field.max()), 1e-6)
-
-
-def _grow_tumour(
-    rng: np.random.Generator,
-    anatomy: _Anatomy,
-    centre: NDArray[np.intp],
-    step: NDArray[np.float64],
-    radius_mm: float,
-) -> NDArray[np.uint8]:
-    """Irregular tumour: NCR inside an ET rim inside edema that spreads along white matter."""
-    shape = anatomy.brain.shape
-    half = np.ceil(2.2 * radius_mm / step).astype(np.intp)
-    box = _box(centre, half, shape)
-    field = _lobe_field(rng, box, centre, step, radius_mm)
-    cell = 0.3 * radius_mm / float(step.min())
-    core = field * np.exp(0.12 * _smooth_noise(rng, field.shape, cell))
-    csf, _, wm = anatomy.probs[:, box[0], box[1], box[2]]
-    fingers = 0.25 * _smooth_noise(rng, field.shape, cell) + 0.2 * _smooth_noise(
-        rng, field.shape, cell / 2
-    )
-    spread = field**0.6 * np.exp(fingers) * (0.5 + 0.5 * wm)
-    brain = anatomy.brain[box] & (csf < 0.6)
-    wt = brain & (spread > _WT_LEVEL)
-    tc = _top_fraction(core, wt, float(rng.uniform(0.25, 0.5)))
-    ncr = _top_fraction(core, tc, float(rng.uniform(0.3, 0.55)))
-    local = _nested_labels(ncr, tc, wt, brain, np.unravel_index(int(np.argmax(core)), core.shape))
-    label = np.zeros(shape, dtype=np.uint8)
-    label[box] = local
-    return label
-
-
-def _top_fraction(
-    values: NDArray[np.float32], within: NDArray[np.bool_], fraction: float
-) -> NDArray[np.bool_]:
-    """The ``fraction`` of ``within`` voxels with the highest ``values`` (a nested blob)."""
-    if not within.any():
-        return within
-    threshold = np.quantile(values[within], 1.0 - fraction)
-    return within & (values >= threshold)
-
-
-def _nested_labels(
-    ncr: NDArray[np.bool_],
-    tc: NDArray[np.bool_],
-    wt: NDArray[np.bool_],
-    allowed: NDArray[np.bool_],
-    peak: tuple[np.intp, ...],
-) -> NDArray[np.uint8]:
-    """Combine nested masks into labels: NCR wrapped in ET, the core wrapped in edema.
-
-    Each compartment is grown by one voxel (within ``allowed``) around the one it encloses,
-    so the nesting holds on coarse grids too; an empty NCR starts at ``peak``.
-    """
-    if not ncr.any():
-        ncr = np.zeros_like(ncr)
-        ncr[peak] = True
-    tc = tc | ncr | (ndimage.binary_dilation(ncr) & allowed)
-    wt = wt | tc | (ndimage.binary_dilation(tc) & allowed)
-    label = np.zeros(ncr.shape, dtype=np.uint8)
-    label[wt] = ED
-    label[tc] = ET
-    label[ncr] = NCR
-    return label
-
-
 # --------------------------------------------------------------------------- phantom
 
 
@@ -507,9 +257,9 @@ def _phantom_case(
     shape: tuple[int, int, int],
     affine: NDArray[np.float64],
     radius_mm: float | None,
-) -> tuple[_Anatomy, NDArray[np.uint8], NDArray[np.float64]]:
+) -> tuple[Anatomy, NDArray[np.uint8], NDArray[np.float64]]:
     """Ellipsoid brain with nested tumour spheres; returns anatomy, label, centre (voxels)."""
-    step = np.abs(np.diag(affine)[:3])
+    step = np.asarray(voxel_spacing(affine))
     centre = (np.array(shape) - 1) / 2.0
     semi = 0.42 * np.array(shape) * step
     mm = [
@@ -525,7 +275,7 @@ def _phantom_case(
     )
     csf = np.clip(1.0 - vent, 0.0, 1.0) * brain
     wm = np.clip(brain - gm - csf, 0.0, 1.0)
-    anatomy = _Anatomy(
+    anatomy = Anatomy(
         brain=brain, probs=np.stack(np.broadcast_arrays(csf, gm, wm)).astype(np.float32)
     )
     radius = radius_mm if radius_mm is not None else 0.4 * float(semi.min())
@@ -539,7 +289,7 @@ def _phantom_case(
     peak = tuple(
         np.intp(v) for v in np.clip(np.rint(tumour), 0, np.array(shape) - 1).astype(np.intp)
     )
-    label = _nested_labels(
+    label = nested_labels(
         allowed & (d <= 0.3 * radius),
         allowed & (d <= 0.6 * radius),
         allowed & (d <= radius),
@@ -574,21 +324,21 @@ def _tumour_weights(
     rng: np.random.Generator, label: NDArray[np.uint8], step: NDArray[np.float64], blur_mm: float
 ) -> tuple[tuple[slice, ...], NDArray[np.float32], NDArray[np.float32]]:
     """Bounding box of the tumour, its soft (3, ...) NCR/ED/ET weights and a texture field."""
-    where = np.argwhere(label > 0)
-    lo, hi = np.maximum(where.min(axis=0) - 2, 0), where.max(axis=0) + 3
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    box = bounding_box(label, margin=2)
+    if box is None:  # callers check label.any() first
+        raise ValueError("no tumour voxel to render")
     local = label[box]
     sigma = tuple(float(s) for s in np.clip(blur_mm / step, 0.0, 0.6))
     soft = np.stack([(local == c).astype(np.float32) for c in _TUMOUR_CODES])
     if blur_mm > 0:
         soft = np.stack([ndimage.gaussian_filter(w, sigma) for w in soft])
-    texture = _smooth_noise(rng, local.shape, 4.0 / float(step.min()))
+    texture = smooth_noise(rng, local.shape, 4.0 / float(step.min()))
     return box, soft, texture
 
 
 def _render(
     rng: np.random.Generator,
-    anatomy: _Anatomy,
+    anatomy: Anatomy,
     label: NDArray[np.uint8],
     step: NDArray[np.float64],
     *,
@@ -613,7 +363,7 @@ def _render(
         img[idx] = np.asarray(TISSUE_MEANS[name], np.float32) @ probs
         if soft is not None and texture is not None:
             means = np.asarray(TUMOUR_MEANS[name], np.float32)[:, None, None, None]
-            scale = np.exp(0.08 * texture + 0.03 * _smooth_noise(rng, texture.shape, 3.0))
+            scale = np.exp(0.08 * texture + 0.03 * smooth_noise(rng, texture.shape, 3.0))
             tumour = (soft * means).sum(axis=0) * scale
             img[box] = img[box] * (1.0 - soft.sum(axis=0)) + tumour
         values = img[idx] * _bias_field(rng, unit, bias)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from gliomaseg.core.config import from_dict
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -53,8 +55,6 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> AugmentConfig:
         """Build from a dict; unknown keys are an error naming them."""
-        from gliomaseg.core.config import from_dict
-
         return from_dict(cls, data or {}, what="augmentation option")
 
     @property

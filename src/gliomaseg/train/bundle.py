@@ -26,12 +26,15 @@ from gliomaseg.core.errors import InputError
 from gliomaseg.core.machine import machine_info
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.cache import load_index, network_axes
+from gliomaseg.io.outputs import CACHE_INDEX, CHECKPOINT_DIR, LAST_CHECKPOINT, RUN_METRICS
 from gliomaseg.models.checkpoint import (
     CHECKPOINT_FORMAT,
     input_scale,
     load_checkpoint,
     save_checkpoint,
 )
+from gliomaseg.train.builders import split_cases
+from gliomaseg.train.config import TrainConfig
 
 
 def _code_version() -> str:
@@ -54,12 +57,13 @@ def bundle_runs(
     *,
     description: str,
     command: str = "",
-    checkpoint: str = "last.pt",
+    checkpoint: str = LAST_CHECKPOINT,
     card: dict[str, Any] | None = None,
     hardware: dict[str, Any] | str | None = None,
     postprocess: dict[str, float] | None = None,
     cache: str | Path | None = None,
 ) -> dict[str, Any]:
+    # Long for its docstring and two literal records (the checkpoint, the card), key by key.
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
 
     Args:
@@ -85,14 +89,80 @@ def bundle_runs(
         InputError: the prepared cache is not found (without it the card cannot say which
             patients each member never saw).
     """
-    loaded = [(Path(r), load_checkpoint(Path(r) / "checkpoints" / checkpoint)) for r in run_dirs]
-    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
-    runs = [run for run, _ in loaded]
-    payloads = [payload for _, payload in loaded]
+    runs, payloads = _load_runs(run_dirs, checkpoint)
     first = payloads[0]
-    keys = ("model_config", "target", "modalities", "context")
+    cache = Path(cache if cache is not None else first["data"])
+    if not (cache / CACHE_INDEX).exists():
+        raise InputError(
+            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
+            "validation patients); pass --cache CACHE"
+        )
+    folds = _fold_records(load_index(cache), payloads)
+    train_config = {k: v for k, v in first["train_config"].items() if k != "fold"}
+    training = training_cases(runs, payloads, cache=cache)
+    _check_aliases(training, (card or {}).get("training_case_aliases"), "the runs")
+    shared = {  # what the checkpoint and the card both say
+        "input_scale": input_scale(first),
+        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
+        "target": first["target"],
+        "folds": folds,
+        **training,
+    }
+    output = Path(output)
+    save_checkpoint(
+        output,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "ensemble": len(payloads),
+            "state_dict": _ensemble_state(payloads),
+            "model_config": first["model_config"],
+            "modalities": first["modalities"],
+            "context": first["context"],
+            "train_config": train_config,
+            "postprocess": dict(postprocess or {}),
+            **shared,
+        },
+    )
+    model_card: dict[str, Any] = {
+        "name": output.stem,
+        "description": description,
+        "architecture": first["model_config"],
+        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
+        "input_channels": list(first["modalities"]),
+        "context_slices_each_side": first["context"],
+        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
+        "input_scale": shared["input_scale"],
+        "preprocessing": shared["preprocessing"],
+        "target": shared["target"],
+        "training_config": train_config,
+        "training_command": command,
+        "postprocessing": dict(postprocess or {}),
+        **shared,  # folds and training cases (the keys above keep their places)
+        "training_seconds": [_train_seconds(run) for run in runs],
+        "hardware": hardware or machine_info(),
+        "date": date.today().isoformat(),
+        "code_version": _code_version(),
+        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
+        **(card or {}),
+    }
+    _check_aliases(model_card, model_card.get("training_case_aliases"), "these runs")
+    write_json_atomic(output.with_suffix(".json"), model_card)
+    return model_card
+
+
+def _load_runs(
+    run_dirs: Sequence[str | Path], checkpoint: str
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The runs and their checkpoints, ordered by fold; checks that they make one model.
+
+    Raises:
+        ValueError: runs of different configs, models or data, or a repeated fold.
+    """
+    loaded = [(Path(r), load_checkpoint(Path(r) / CHECKPOINT_DIR / checkpoint)) for r in run_dirs]
+    loaded.sort(key=lambda item: int(item[1]["train_config"]["fold"]))  # member i = fold i
+    first = loaded[0][1]
     for run, p in loaded:
-        for key in keys:
+        for key in ("model_config", "target", "modalities", "context"):
             if p.get(key) != first.get(key):
                 raise ValueError(f"{run}: its {key} differs from the other runs; bundle one config")
         if network_axes(p) != network_axes(first):
@@ -104,82 +174,41 @@ def bundle_runs(
             raise ValueError(
                 f"{run}: its input_scale differs from the other runs; bundle one config"
             )
-    folds_used = [int(p["train_config"]["fold"]) for p in payloads]
+    folds_used = [int(p["train_config"]["fold"]) for _, p in loaded]
     if len(set(folds_used)) != len(folds_used):
         raise ValueError(f"runs repeat a fold ({folds_used}); pass one run per fold")
+    return [run for run, _ in loaded], [payload for _, payload in loaded]
+
+
+def _ensemble_state(payloads: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Every member's weights under ``members.<i>.``, compacted (:func:`_compact`)."""
     state: dict[str, torch.Tensor] = {}
     for i, p in enumerate(payloads):
         for k, v in p["state_dict"].items():
             state[f"members.{i}.{k}"] = _compact(k, v)
-    cache = Path(cache if cache is not None else first["data"])
-    if not (cache / "index.json").exists():
-        raise InputError(
-            f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
-            "validation patients); pass --cache CACHE"
-        )
+    return state
+
+
+def _fold_records(
+    index: dict[str, Any], payloads: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each member's fold and the validation patients it never saw."""
     folds = []
-    index = load_index(cache)
     for p in payloads:
         fold = int(p["train_config"]["fold"])
         val = index["folds"][fold]["val"] if index and 0 <= fold < len(index["folds"]) else []
         folds.append({"fold": fold, "val_patients": val})
-    train_config = dict(first["train_config"])
-    train_config.pop("fold", None)
-    training = training_cases(runs, payloads, cache=cache)
+    return folds
+
+
+def _check_aliases(training: dict[str, Any], aliases: Any, whose: str) -> None:
+    """Every alias must name a training case (``training["training_cases"]``)."""
     trained = set(training.get("training_cases") or [])
-    for alias, case_id in ((card or {}).get("training_case_aliases") or {}).items():
+    for alias, case_id in (aliases or {}).items():
         if case_id not in trained:
             raise InputError(
-                f"alias {alias}={case_id}: {case_id} is not a training case of the runs"
+                f"alias {alias}={case_id}: {case_id} is not a training case of {whose}"
             )
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "ensemble": len(payloads),
-        "state_dict": state,
-        "model_config": first["model_config"],
-        "target": first["target"],
-        "modalities": first["modalities"],
-        "context": first["context"],
-        "input_scale": input_scale(first),
-        "train_config": train_config,
-        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
-        "folds": folds,
-        "postprocess": dict(postprocess or {}),
-        **training,
-    }
-    output = Path(output)
-    save_checkpoint(output, payload)
-    model_card: dict[str, Any] = {
-        "name": output.stem,
-        "description": description,
-        "architecture": first["model_config"],
-        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
-        "input_channels": list(first["modalities"]),
-        "context_slices_each_side": first["context"],
-        "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
-        "input_scale": input_scale(first),
-        "preprocessing": {**first.get("preprocessing", {}), "axes": network_axes(first)},
-        "target": first["target"],
-        "training_config": train_config,
-        "training_command": command,
-        "postprocessing": dict(postprocess or {}),
-        "folds": folds,
-        **training,
-        "training_seconds": [_train_seconds(run) for run in runs],
-        "hardware": hardware or machine_info(),
-        "date": date.today().isoformat(),
-        "code_version": _code_version(),
-        "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
-        **(card or {}),
-    }
-    trained = set(model_card.get("training_cases") or [])
-    for alias, case_id in (model_card.get("training_case_aliases") or {}).items():
-        if case_id not in trained:
-            raise InputError(
-                f"alias {alias}={case_id}: {case_id} is not a training case of these runs"
-            )
-    write_json_atomic(output.with_suffix(".json"), model_card)
-    return model_card
 
 
 #: Largest magnitude stored as float16 (its maximum finite value is 65504).
@@ -206,9 +235,9 @@ TRAINING_CASE_NOTE = (
 def _run_cache(run: Path, data: str | None, *, name: str = "cache") -> Path | None:
     """The prepared cache a run trained from: ``data`` itself when it is one, else the
     cache ``train`` prepared inside the run folder (``run/<name>``); None when gone."""
-    if data and (Path(data) / "index.json").exists():
+    if data and (Path(data) / CACHE_INDEX).exists():
         return Path(data)
-    if (run / name / "index.json").exists():
+    if (run / name / CACHE_INDEX).exists():
         return run / name
     return None
 
@@ -232,8 +261,6 @@ def training_cases(
         ``{"training_cases": [...], "training_patients": [...]}`` sorted; both None when a
         run's cache (or extra-data cache) is no longer where training left it.
     """
-    from gliomaseg.train.loop import TrainConfig, _split
-
     cases: set[str] = set()
     patients: set[str] = set()
     for run, payload in zip(runs, payloads, strict=True):
@@ -245,7 +272,7 @@ def training_cases(
         for source, fold in sources:
             if source is None:
                 return {"training_cases": None, "training_patients": None}
-            ids, _ = _split(source, TrainConfig(fold=fold))  # the very split train used
+            ids, _ = split_cases(source, TrainConfig(fold=fold))  # the very split train used
             by_id = {
                 c["case_id"]: c.get("patient") or c["case_id"] for c in load_index(source)["cases"]
             }
@@ -313,7 +340,7 @@ def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
 
 
 def _train_seconds(run_dir: Path) -> float:
-    metrics = run_dir / "metrics.csv"
+    metrics = run_dir / RUN_METRICS
     if not metrics.exists():
         return 0.0
     lines = metrics.read_text().splitlines()
@@ -324,86 +351,3 @@ def _train_seconds(run_dir: Path) -> float:
 def read_card(path: str | Path) -> dict[str, Any]:
     """A model card (``<name>.json``)."""
     return dict(json.loads(Path(path).read_text()))
-
-
-def train_folds(
-    config: Any,
-    data: str | Path,
-    output: str | Path,
-    *,
-    description: str,
-    command: str = "",
-    progress: bool = True,
-    **train_options: Any,
-) -> dict[str, Any]:
-    """Train one run per cross-validation fold, then bundle them (one command per model).
-
-    Runs go to ``output/fold<k>``; a finished fold is kept and an interrupted one resumed,
-    so rerunning the same command continues where it stopped (with a larger
-    ``config.epochs``, the folds are extended). The ensemble and its card are written to
-    ``output/model.pt`` and ``output/model.json``.
-
-    Args:
-        config: :class:`gliomaseg.train.loop.TrainConfig`; its ``fold`` is ignored.
-        data: Dataset folder or prepared cache (the folds are the cache's).
-        train_options: Passed to :func:`gliomaseg.train.loop.train` (``checkpoint_minutes``,
-            ``log_every``).
-    """
-    from dataclasses import replace
-
-    from gliomaseg.train.loop import resolve_data, train
-
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    cache = resolve_data(data, output, progress=progress)
-    n_folds = len(load_index(cache).get("folds") or [])
-    if n_folds < 2:
-        raise ValueError(f"{cache}: needs at least 2 folds for cross-validation; prepare --folds 5")
-    runs = []
-    for fold in range(n_folds):
-        run = output / f"fold{fold}"
-        last = run / "checkpoints" / "last.pt"
-        state = load_checkpoint(last)["state"] if last.exists() else {}
-        if state and (state["epoch"] >= config.epochs or state["stopped_early"]):
-            runs.append(run)
-            continue
-        if last.exists():
-            changes = {"epochs": config.epochs}
-            train(None, None, run, resume=True, changes=changes, progress=progress, **train_options)
-        else:
-            train(replace(config, fold=fold), cache, run, progress=progress, **train_options)
-        runs.append(run)
-    return bundle_runs(runs, output / "model.pt", description=description, command=command)
-
-
-def card_lines(path: str | Path) -> list[str]:
-    """What ``gliomaseg models`` prints for one model card."""
-    card = read_card(path)
-    lines = [f"{card['name']}: {card.get('description', '')}"]
-    factor = card.get("input_scale", 1)
-    scale = f" at {factor:g}x in-plane resolution" if factor != 1 else ""
-    lines.append(
-        f"  input: {', '.join(card.get('input_channels', []))}"
-        f" (+{card.get('context_slices_each_side', 0)} neighbouring slice(s) each side)"
-        f"{scale}"
-        f"; output: {', '.join(card.get('target', {}).get('names', []))}"
-    )
-    lines.append(f"  {card.get('ensemble', 'single model')}; trained {card.get('date', '?')}")
-    cv = card.get("cross_validation")
-    if cv:
-        parts = []
-        for region, stats in cv["per_patient_3d"].items():
-            dice = stats["dice"]
-            parts.append(f"{region} {dice['mean']:.3f} mean / {dice['median']:.3f} median")
-        lines.append(
-            f"  cross-validation Dice over {cv['n_patients']} patients: {'; '.join(parts)}"
-            f" (measured {cv['measured'][:10]})"
-        )
-    else:
-        lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
-    if card.get("training_cases") is not None:
-        lines.append(
-            f"  trained on {len(card['training_cases'])} cases (training_cases in the card; "
-            "segment marks them)"
-        )
-    return lines

@@ -19,8 +19,8 @@ bce_iou        sigmoid     ``lambda_ce`` * BCE + ``lambda_iou`` * soft Jaccard (
 
 Softmax losses take an integer class map ``(N, *spatial)`` or ``(N, 1, *spatial)`` (internal
 codes 0-3, or 0/1 for a binary task with 2 channels). Sigmoid losses take float 0/1 channels
-``(N, K, *spatial)`` shaped like the logits: :func:`region_targets` (WT/TC/ET),
-:func:`channel_targets` (NCR/NET, ED, ET) or a binary mask (K=1; ``(N, *spatial)`` accepted).
+``(N, K, *spatial)`` shaped like the logits: :func:`~gliomaseg.train.loss_targets.region_targets` (WT/TC/ET),
+:func:`~gliomaseg.train.loss_targets.channel_targets` (NCR/NET, ED, ET) or a binary mask (K=1; ``(N, *spatial)`` accepted).
 
 The terms are MONAI's ``DiceLoss`` (``jaccard=True`` for IoU) and ``FocalLoss`` plus torch's
 cross-entropies, combined here rather than with MONAI's ``DiceCELoss``/``DiceFocalLoss``:
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gliomaseg.core.labels import ED, ET, NCR, REGIONS
+from gliomaseg.core.config import from_dict
 
 #: Loss names accepted by :class:`LossConfig`.
 LOSS_NAMES: tuple[str, ...] = ("ce", "dice", "dice_ce", "dice_focal", "bce", "dice_bce", "bce_iou")
@@ -143,8 +143,6 @@ class LossConfig:
         Raises:
             ValueError: unknown keys (named, with the known ones) or invalid values.
         """
-        from gliomaseg.core.config import from_dict
-
         return from_dict(cls, data, what="loss config", tuples=("class_weights",))
 
 
@@ -325,7 +323,7 @@ def _sigmoid_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"sigmoid losses take one 0/1 target channel per logit channel, shape "
             f"{tuple(logits.shape)}, got {tuple(target.shape)}; convert a label map with "
-            "gliomaseg.train.losses.region_targets (WT/TC/ET) or channel_targets (NCR/NET, ED, ET)"
+            "gliomaseg.train.loss_targets.region_targets (WT/TC/ET) or channel_targets (NCR/NET, ED, ET)"
         )
     target = target.to(logits.dtype)
     if target.numel() and (float(target.min()) < 0 or float(target.max()) > 1):
@@ -351,96 +349,9 @@ def build_loss(config: LossConfig | Mapping[str, Any]) -> SegmentationLoss:
     return SegmentationLoss(cfg)
 
 
-# -- targets ----------------------------------------------------------------------------------
-
-
-def _label_map(labels: torch.Tensor) -> torch.Tensor:
-    """Drop a singleton channel axis: ``(N, 1, *spatial)`` -> ``(N, *spatial)``."""
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(
-            f"labels must be an integer tensor of internal codes, got {labels.dtype}; "
-            "cast with labels.long() if the values are whole numbers"
-        )
-    if labels.ndim < 2:
-        raise ValueError(f"labels must be (N, *spatial), got shape {tuple(labels.shape)}")
-    return labels[:, 0] if labels.ndim > 2 and labels.shape[1] == 1 else labels
-
-
-def _stack_channels(labels: torch.Tensor, code_sets: Sequence[Sequence[int]]) -> torch.Tensor:
-    label_map = _label_map(labels)
-    channels = [
-        torch.isin(label_map, torch.tensor(codes, device=label_map.device)) for codes in code_sets
-    ]
-    return torch.stack(channels, dim=1).float()
-
-
-def region_targets(
-    labels: torch.Tensor, regions: Sequence[str] = ("WT", "TC", "ET")
-) -> torch.Tensor:
-    """Overlapping BraTS region channels from internal codes, for sigmoid losses.
-
-    Args:
-        labels: Integer internal codes (0 bg, 1 NCR/NET, 2 ED, 3 ET), ``(N, *spatial)`` or
-            ``(N, 1, *spatial)`` (a singleton axis 1 is taken as the channel axis).
-        regions: Names from :data:`gliomaseg.core.labels.REGIONS`: WT = {1, 2, 3}, TC = {1, 3},
-            ET = {3}. ``("WT",)`` gives a binary tumour mask (also for LGG, tumour = 1).
-
-    Returns:
-        float32 ``(N, len(regions), *spatial)`` of 0/1; all zeros for an empty label map.
-
-    Raises:
-        ValueError: unknown region name, or labels that are not integer.
-    """
-    unknown = [r for r in regions if r not in REGIONS]
-    if unknown or not regions:
-        raise ValueError(f"unknown region(s) {unknown}; choose from {sorted(REGIONS)}")
-    return _stack_channels(labels, [REGIONS[r] for r in regions])
-
-
-def channel_targets(labels: torch.Tensor, codes: Sequence[int] = (NCR, ED, ET)) -> torch.Tensor:
-    """One channel per internal code (disjoint), for sigmoid losses on NCR/NET, ED, ET.
-
-    Args:
-        labels: Integer internal codes ``(N, *spatial)`` or ``(N, 1, *spatial)``.
-        codes: Internal code of each output channel.
-
-    Returns:
-        float32 ``(N, len(codes), *spatial)``; channel k is ``labels == codes[k]``.
-    """
-    if not codes:
-        raise ValueError("codes must name at least one internal label, e.g. (1, 2, 3)")
-    return _stack_channels(labels, [(int(c),) for c in codes])
-
-
-def onehot_targets(labels: torch.Tensor, num_classes: int = 4) -> torch.Tensor:
-    """One-hot encoding of a class map, background included.
-
-    Args:
-        labels: Integer classes ``(N, *spatial)`` or ``(N, 1, *spatial)`` in
-            ``[0, num_classes)``.
-        num_classes: Number of classes (4 for internal codes 0-3).
-
-    Returns:
-        float32 ``(N, num_classes, *spatial)``.
-
-    Raises:
-        ValueError: a label outside ``[0, num_classes)``.
-    """
-    label_map = _label_map(labels).long()
-    if label_map.numel() and (int(label_map.min()) < 0 or int(label_map.max()) >= num_classes):
-        raise ValueError(
-            f"labels must lie in [0, {num_classes - 1}], found [{int(label_map.min())}, "
-            f"{int(label_map.max())}]; raise num_classes or encode the labels first"
-        )
-    return F.one_hot(label_map, num_classes).movedim(-1, 1).float()
-
-
 __all__ = [
     "LOSS_NAMES",
     "LossConfig",
     "SegmentationLoss",
     "build_loss",
-    "channel_targets",
-    "onehot_targets",
-    "region_targets",
 ]

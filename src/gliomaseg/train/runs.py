@@ -22,6 +22,8 @@ import torch
 
 from gliomaseg.core.machine import native_bf16
 from gliomaseg.io.atomic import write_text_atomic
+from gliomaseg.io.outputs import RUN_CURVES, RUN_METRICS
+from gliomaseg.train.curves import training_curves
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +87,9 @@ def append_metrics(path: Path, row: dict[str, Any]) -> None:
 def plot_curves(run_dir: Path) -> None:
     """``curves.png`` from ``metrics.csv`` (skipped when matplotlib is missing)."""
     try:
-        from gliomaseg.train.curves import training_curves
+        training_curves(run_dir / RUN_METRICS, run_dir / RUN_CURVES)
     except ImportError:  # matplotlib missing: curves are optional, metrics.csv is not
         return
-    training_curves(run_dir / "metrics.csv", run_dir / "curves.png")
 
 
 def format_duration(seconds: float) -> str:
