@@ -1,13 +1,12 @@
 """Read one case (a :class:`~gliomaseg.io.caseref.CaseRef`) into a canonical :class:`~gliomaseg.core.case.Case`.
 
 One reader per layout family loads the voxels, checks the grids agree, encodes the label map
-into internal codes and reorients everything to RAS+ (:func:`read_ref`);
+into internal codes (by the one policy of :mod:`gliomaseg.io.labelmap`) and reorients
+everything to RAS+ (:func:`read_ref`);
 :func:`gliomaseg.io.layouts.read_case` is the entry point that also accepts a path.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from gliomaseg.core.geometry import check_same_grid, to_canonical
 from gliomaseg.core.labels import LGG, LabelScheme, get_scheme, guess_scheme
 from gliomaseg.io import hdf5, nifti, tiff
 from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.labelmap import encode_labels, label_grid, label_values
 from gliomaseg.io.naming import classify, tcga_site
 
 #: Where each layout's orientation (the canonical RAS+ affine) comes from; shown by
@@ -54,21 +54,6 @@ def read_ref(ref: CaseRef, label_scheme: str | None = None, with_label: bool = T
     return reader(ref, label_scheme, with_label)
 
 
-def _encode(
-    raw: np.ndarray, path: Path, scheme_name: str | None, override: str | None
-) -> tuple[np.ndarray, LabelScheme]:
-    """Internal codes of a raw label map, in the override, layout or guessed scheme."""
-    if override or scheme_name:
-        scheme = get_scheme(override or scheme_name or "")
-    else:
-        values = np.unique(np.rint(raw) if raw.dtype.kind == "f" else raw)
-        try:
-            scheme = guess_scheme({int(v) for v in values})
-        except ValueError as err:
-            raise InputError(f"{path}: {err}") from None
-    return scheme.encode(raw, source=str(path)), scheme
-
-
 def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     arrays, grids = [], []
     file_shape: tuple[int, ...] = ()
@@ -86,9 +71,9 @@ def _read_modality_folder(ref: CaseRef, override: str | None, with_label: bool) 
     scheme = None
     if with_label and ref.label is not None:
         raw, affine = nifti.read_label(ref.label)
-        raw = raw[..., None] if raw.ndim == 2 else raw
+        raw = label_grid(raw, ref.label)
         grids.append((ref.label.name, raw.shape, affine))
-        label, scheme = _encode(raw, ref.label, ref.scheme, override)
+        label, scheme = encode_labels(raw, ref.label, scheme=override or ref.scheme)
     elif ref.scheme:
         scheme = get_scheme(override or ref.scheme)
     if ref.brain_mask is not None:
@@ -174,7 +159,7 @@ def _read_msd(ref: CaseRef, override: str | None, with_label: bool) -> Case:
     if with_label and ref.label is not None:
         raw, laff = nifti.read_label(ref.label)
         grids.append((ref.label.name, raw.shape, laff))
-        label, scheme = _encode(raw, ref.label, ref.scheme, override)
+        label, scheme = encode_labels(raw, ref.label, scheme=override or ref.scheme)
     check_same_grid(grids)
     image, mods = _ordered_channels(image, ref.channels)
     case = _canonical_case(
@@ -269,7 +254,7 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
     if raw.ndim != 3:
         raise InputError(f"{ref.path}: {raw.ndim}D; expected a 2D or 3D image or label map")
     if _looks_like_labels(raw) or override:
-        label, scheme = _encode(raw, ref.path, None, override)
+        label, scheme = encode_labels(raw, ref.path, scheme=override)
         case = _canonical_case(
             ref, None, label, None, affine, scheme, modalities=(), orientation_known=known
         )
@@ -287,13 +272,14 @@ def _read_nifti_file(ref: CaseRef, override: str | None, with_label: bool) -> Ca
 
 
 def _looks_like_labels(raw: np.ndarray) -> bool:
+    """A few (<= 8) non-negative integer values that a known label scheme explains."""
     if raw.dtype.kind == "f" and not np.array_equal(raw, np.rint(raw)):
         return False
-    values = np.unique(raw)
-    if values.size > 8 or float(values.min()) < 0:
+    values = label_values(raw)
+    if len(values) > 8 or min(values, default=0) < 0:
         return False
     try:
-        guess_scheme({int(v) for v in values})
+        guess_scheme(values)
     except ValueError:
         return False
     return True
