@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,10 +108,10 @@ def predict_cached(
     """
     from gliomaseg.core.case import voxel_spacing
     from gliomaseg.core.targets import TargetSpec
+    from gliomaseg.io.cache import load_index, open_case
     from gliomaseg.models import ModelConfig, input_multiple
     from gliomaseg.models.checkpoint import input_scale
     from gliomaseg.models.inference import predict_volume
-    from gliomaseg.prepare.workflow import load_index, open_case
 
     available = list(load_index(cache)["modalities"])
     target = TargetSpec.from_dict(payload["target"])
@@ -154,7 +152,7 @@ def score_fold(
     """
     from gliomaseg.core.targets import TargetSpec
     from gliomaseg.evaluate.metrics import BINARY_REGIONS, region_metrics
-    from gliomaseg.prepare.workflow import load_index
+    from gliomaseg.io.cache import load_index
     from gliomaseg.segment.postprocess import postprocess
 
     index = load_index(cache)
@@ -360,7 +358,35 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
     return rows
 
 
+def update_card(card_path: Path, report: dict[str, Any], choice: dict[str, Any] | None) -> None:
+    """Store the cross-validation results of ``report`` in the model card ``card_path``."""
+    from gliomaseg.io.atomic import write_json_atomic
+    from gliomaseg.train.bundle import read_card
+
+    results = report["results"]
+    card = read_card(card_path)
+    card["cross_validation"] = {
+        "measured": report["date"],
+        "machine": report["machine"],
+        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+        "n_patients": results["n_patients"],
+        "postprocessing": results["postprocessing"],
+        "postprocessing_choice": choice,
+        "per_patient_3d": results["cross_validation"],
+        "per_patient_3d_without_postprocessing": results["cross_validation_without_postprocessing"],
+        "agreement_with_isen20": [
+            {
+                "case_id": a["case_id"],
+                **{r: a["metrics"][r]["dice"] for r in ("WT", "TC", "ET")},
+            }
+            for a in results["agreement_with_isen20"]
+        ],
+    }
+    write_json_atomic(card_path, card)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # One linear run (load, predict every fold, choose postprocessing, score, report): long, not deep.
     args = parse_args(argv)
     if args.unseen and (args.update_card or args.choose_postprocessing):
         print(
@@ -370,10 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from gliomaseg.core.machine import machine_info
+    from gliomaseg.core.machine import report_header
     from gliomaseg.models.checkpoint import load_checkpoint
     from gliomaseg.segment.models import resolve_model
-    from gliomaseg.train.bundle import read_card
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -394,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     with torch.inference_mode():
         if args.unseen:
+            from gliomaseg.io.cache import load_index
             from gliomaseg.models.checkpoint import load_model
-            from gliomaseg.prepare.workflow import load_index
 
             patients = unseen_patients(folds, load_index(args.cache))
             print(f"{len(patients)} patients no member trained on", file=sys.stderr)
@@ -447,18 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - start, 1),
     }
     report = {
-        "benchmark": "accuracy",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": "cpu",
-        "load_average_1_5_15": {
-            "start": [round(x, 2) for x in load_before],
-            "end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "note": args.note,
+        **report_header(
+            "accuracy", note=args.note, threads=args.threads, device="cpu", load_start=load_before
+        ),
         "settings": {
             "cache": str(args.cache),
             "tta": args.tta,
@@ -470,30 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=1))
     if args.update_card:
-        from gliomaseg.io.atomic import write_json_atomic
-
-        card_path = path.with_suffix(".json")
-        card = read_card(card_path)
-        card["cross_validation"] = {
-            "measured": report["date"],
-            "machine": report["machine"],
-            "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
-            "n_patients": results["n_patients"],
-            "postprocessing": results["postprocessing"],
-            "postprocessing_choice": choice,
-            "per_patient_3d": results["cross_validation"],
-            "per_patient_3d_without_postprocessing": results[
-                "cross_validation_without_postprocessing"
-            ],
-            "agreement_with_isen20": [
-                {
-                    "case_id": a["case_id"],
-                    **{r: a["metrics"][r]["dice"] for r in ("WT", "TC", "ET")},
-                }
-                for a in agree
-            ],
-        }
-        write_json_atomic(card_path, card)
+        update_card(path.with_suffix(".json"), report, choice)
     return 0
 
 

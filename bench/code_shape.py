@@ -29,7 +29,6 @@ import ast
 import json
 import os
 import platform
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -267,27 +266,20 @@ def measure(root: Path) -> dict[str, Any]:
     }
 
 
-def git_commit(folder: Path) -> str | None:
-    """The commit checked out where ``folder`` is (``+dirty`` when it has changes), or None."""
+def header(root: Path, note: str) -> dict[str, Any]:
+    """The header fields of every benchmark (:func:`gliomaseg.core.machine.report_header`)."""
     try:
-
-        def git(*args: str) -> str:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True, cwd=folder
-            ).stdout.strip()
-
-        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", ".") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def machine() -> dict[str, Any]:
-    """The machine (see :func:`gliomaseg.machine.machine_info`; a minimal stand-in without it)."""
-    try:
-        from gliomaseg.machine import machine_info
-    except ImportError:
-        return {"cpu_count": os.cpu_count(), "arch": platform.machine(), "system": sys.platform}
-    return machine_info()
+        from gliomaseg.core.machine import report_header
+    except ImportError:  # a gliomaseg older than core/machine.py: a minimal stand-in
+        return {
+            "benchmark": "code_shape",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpu_count": os.cpu_count(), "arch": platform.machine()},
+            "python": platform.python_version(),
+            "git_commit": None,
+            "note": note,
+        }
+    return report_header("code_shape", note=note, folder=root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,12 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"code_shape: {args.root} is not a folder", file=sys.stderr)
         return 2
     report = {
-        "benchmark": "code_shape",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "git_commit": git_commit(args.root),
-        "note": args.note,
+        **header(args.root, args.note),
         "settings": {"root": str(args.root)},
         "results": measure(args.root),
     }

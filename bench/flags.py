@@ -35,10 +35,8 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -178,8 +176,8 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
     ``--cached-only`` evaluates what is kept without predicting.
     """
     from gliomaseg.io.atomic import write_json_atomic
+    from gliomaseg.io.cache import load_index
     from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.prepare.workflow import load_index
 
     accuracy = _accuracy()
     index = load_index(args.cache)
@@ -285,6 +283,7 @@ def _f1(table: dict[str, Any]) -> float:
 
 def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Every figure of the report from the per-patient records (no prediction)."""
+    # Long: one section per figure of the report, each a few lines and independent.
     from scipy.stats import spearmanr
 
     from gliomaseg.evaluate.metrics import auroc
@@ -451,18 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from gliomaseg.core.machine import machine_info
+    from gliomaseg.core.machine import report_header
 
     torch.set_num_threads(args.threads)
     if args.cost:
+        load_before = os.getloadavg()
+        results = cost(args.cost)
         report = {
-            "benchmark": "flags-cost",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": machine_info(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
-            "results": cost(args.cost),
+            **report_header("flags-cost", threads=args.threads, load_start=load_before),
+            "results": results,
         }
         print(json.dumps(report, indent=1))
         return 0
@@ -472,18 +468,9 @@ def main(argv: list[str] | None = None) -> int:
         records, folds = predict_runs(args)
     variants = sorted({r["variants"] for r in records})
     report = {
-        "benchmark": "flags",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": "cpu",
-        "load_average_1_5_15": {
-            "start": [round(x, 2) for x in load_before],
-            "end": [round(x, 2) for x in os.getloadavg()],
-        },
-        "note": args.note,
+        **report_header(
+            "flags", note=args.note, threads=args.threads, device="cpu", load_start=load_before
+        ),
         "settings": {
             "runs": [str(r) for r in args.runs],
             "folds": folds,

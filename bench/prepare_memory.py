@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from gliomaseg.core.machine import machine_info
+from gliomaseg.core.machine import report_header
 
 
 def run_one(data: Path) -> dict[str, object]:
@@ -60,13 +59,7 @@ def main() -> None:
     results = [run_one(d) for d in args.data]
     print(
         json.dumps(
-            {
-                "benchmark": "prepare_memory",
-                "date": time.strftime("%Y-%m-%d"),
-                "machine": machine_info(),
-                "python": platform.python_version(),
-                "results": results,
-            },
+            {**report_header("prepare_memory"), "results": results},
             indent=2,
         )
     )

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -81,6 +80,7 @@ def _model_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Long: a flat table of add_argument calls, one per flag.
     from gliomaseg.cli.main import DefaultsHelpFormatter
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from gliomaseg.core.machine import report_header
+
     cuda = torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         raise SystemExit("segment_speed: --device cuda but no CUDA device; use --device cpu")
@@ -609,22 +611,17 @@ def main(argv: list[str] | None = None) -> None:
         measure_cold = args.cold_runs > 0 and not args.in_process
         colds = {d: cold_cli(args, d) if measure_cold else None for d in devices[args.device]}
     report = {
-        "benchmark": "segment_speed",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": version("monai"),
-        "threads": args.threads,
-        "device": ", ".join(
-            d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
-            for d in devices[args.device]
+        **report_header(
+            "segment_speed",
+            note=args.note,
+            threads=args.threads,
+            device=", ".join(
+                d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
+                for d in devices[args.device]
+            ),
+            load_start=load_start,
         ),
-        "load_average_1_5_15": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
-        "note": args.note,
+        "monai": version("monai"),
         "case": {"path": str(args.case), "source": case_source},
         "model": model_info,
         "settings": {
@@ -666,13 +663,6 @@ def _model_info(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "config": config,
         "target": "regions (WT, TC, ET), sigmoid",
     }
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
-    from gliomaseg.core.machine import machine_info
-
-    return machine_info()
 
 
 if __name__ == "__main__":

@@ -24,22 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
-    from gliomaseg.core.machine import machine_info
-
-    return machine_info()
 
 
 def _rates(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -67,9 +58,11 @@ def _dataset(path: Path, data: Path) -> str:
 
 def run(data: Path, *, note: str = "") -> dict[str, Any]:
     """Describe every labelled case under ``data``; returns the report."""
+    # Long: one loop over the cases, then the report dict written out field by field.
     import torch
 
     from gliomaseg import __version__
+    from gliomaseg.core.machine import report_header
     from gliomaseg.explain.describe import describe_case
     from gliomaseg.explain.embedder import default_embedder
     from gliomaseg.explain.sentences import load_library
@@ -110,16 +103,14 @@ def run(data: Path, *, note: str = "") -> dict[str, Any]:
             counts[f"{summary['kind']}_summaries"] += 1
             items[summary["kind"]] += summary["sentences"]
     return {
-        "benchmark": "summary_agreement",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **report_header(
+            "summary_agreement",
+            note=note,
+            threads=torch.get_num_threads(),
+            device="cpu",
+            load_start=load_start,
+        ),
         "gliomaseg": __version__,
-        "threads": torch.get_num_threads(),
-        "device": "cpu",
-        "load_average_1_5_15": {"start": list(load_start), "end": list(os.getloadavg())},
-        "note": note,
         "settings": {"data": str(data), "embedder": embedder.name, "library": library.source},
         "results": {
             "n_cases": sum(per_folder.values()),

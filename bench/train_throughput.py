@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -47,7 +46,9 @@ def _features(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Long: a flat table of add_argument calls, one per flag.
     from gliomaseg.cli.main import DefaultsHelpFormatter
+    from gliomaseg.io.cache import is_cache
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=DefaultsHelpFormatter)
     parser.add_argument(
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--size {args.size} must be a multiple of {multiple} for {len(args.features)} levels"
         )
-    if args.cache is not None and not (args.cache / "index.json").exists():
+    if args.cache is not None and not is_cache(args.cache):
         parser.error(f"--cache {args.cache}: no index.json; make one with 'gliomaseg prepare'")
     return args
 
@@ -157,6 +158,7 @@ def _random_batch(config: Any, n_channels: int, seed: int) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, device_name: str) -> dict[str, Any]:
     """Train ``warmup + steps`` steps on one device; timings of the last ``steps``."""
+    # Long: the measurement must stay one straight-line body (set-up, warm-up, timed steps).
     import torch
 
     from gliomaseg.models import count_parameters
@@ -311,13 +313,6 @@ SWEEP: dict[str, list[str]] = {
 }
 
 
-def machine() -> dict[str, Any]:
-    """The machine the figures come from (see :func:`gliomaseg.core.machine.machine_info`)."""
-    from gliomaseg.core.machine import machine_info
-
-    return machine_info()
-
-
 def _memory_gb() -> float | None:
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
@@ -351,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
+    from gliomaseg.core.machine import report_header
+
     cuda = torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         raise SystemExit("train_throughput: --device cuda but no CUDA device; use --device cpu")
@@ -367,21 +364,16 @@ def main(argv: list[str] | None = None) -> None:
     else:
         results = [run_worker(argv, d) for d in devices[args.device]]
     report = {
-        "benchmark": "train_throughput",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "device": ", ".join(
-            d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
-            for d in devices[args.device]
+        **report_header(
+            "train_throughput",
+            note=args.note,
+            threads=args.threads,
+            device=", ".join(
+                d if d == "cpu" else f"cuda ({torch.cuda.get_device_name(0)})"
+                for d in devices[args.device]
+            ),
+            load_start=load_start,
         ),
-        "load_average_1_5_15": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
-        "note": args.note,
         "settings": {
             "model": "per result"
             if args.sweep

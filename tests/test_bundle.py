@@ -17,10 +17,10 @@ from gliomaseg.cli.main import main
 from gliomaseg.cli.train import card_lines
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TARGETS
+from gliomaseg.io.cache import load_index
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint, load_model
 from gliomaseg.models.ensemble import MeanEnsemble, member_state
-from gliomaseg.prepare.workflow import load_index
 from gliomaseg.synthetic.phantoms import make_case
 from gliomaseg.train.bundle import bundle_runs, read_card
 from gliomaseg.train.config import TrainConfig

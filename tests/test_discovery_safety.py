@@ -19,7 +19,8 @@ import pytest
 
 from gliomaseg.cli.main import main
 from gliomaseg.core.errors import InputError
-from gliomaseg.io.layouts import LayoutConfig, discover, discover_all, find_cases
+from gliomaseg.io.caseref import LayoutConfig
+from gliomaseg.io.layouts import discover, discover_all, find_cases
 from gliomaseg.io.naming import classify, naming_convention
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import make_case

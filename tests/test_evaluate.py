@@ -226,7 +226,7 @@ def test_binary_mode_counts_any_nonzero_label(tmp_path):
 
 def test_brats_folder_ground_truth_and_lgg_stack(tmp_path, rng):
     from gliomaseg.io.layouts import find_cases, read_case
-    from gliomaseg.io.output import write_segmentation
+    from gliomaseg.io.segmentation import write_segmentation
     from gliomaseg.io.writers import write_layout
     from gliomaseg.synthetic.phantoms import make_case
 

@@ -22,7 +22,7 @@ from gliomaseg.explain.sentences import default_library_path
 from gliomaseg.explain.summary import check_summary
 from gliomaseg.io.atomic import write_json_atomic
 from gliomaseg.io.layouts import read_case
-from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import make_case
 

@@ -14,6 +14,7 @@ from conftest import TINY_TRAIN
 from gliomaseg.cli.main import main
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TARGETS
+from gliomaseg.io.cache import load_index
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models import build_model
 from gliomaseg.models.checkpoint import check_payload, load_checkpoint
@@ -24,7 +25,6 @@ from gliomaseg.models.resize import (
     resize_slice,
     scaled_size,
 )
-from gliomaseg.prepare.workflow import load_index
 from gliomaseg.synthetic.phantoms import make_case
 from gliomaseg.train import loop as train_mod
 from gliomaseg.train.config import TrainConfig

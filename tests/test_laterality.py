@@ -11,9 +11,9 @@ from gliomaseg.core.case import Case
 from gliomaseg.core.geometry import orientation_code, reorient, reorient_affine, to_canonical
 from gliomaseg.core.laterality import UNKNOWN_ORIENTATION_NOTE, brain_reference, tumour_side
 from gliomaseg.explain.features import case_features, slice_features
+from gliomaseg.io.cache import case_axes, network_axes
 from gliomaseg.io.layouts import read_case
 from gliomaseg.io.tiff import LGG_AXES, lgg_affine
-from gliomaseg.prepare.workflow import case_axes, network_axes
 from gliomaseg.report.figures import display_slice
 from gliomaseg.segment.postprocess import tumour_geometry
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
@@ -131,7 +131,7 @@ def test_lgg_rows_are_anterior_to_posterior_and_columns_right_to_left(tmp_path) 
 
 
 def test_nifti_without_qform_or_sform_is_orientation_unknown(tmp_path, phantom) -> None:
-    from gliomaseg.io.output import write_segmentation
+    from gliomaseg.io.segmentation import write_segmentation
 
     folder = tmp_path / "case1"
     folder.mkdir()

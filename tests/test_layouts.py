@@ -11,8 +11,10 @@ import pytest
 from gliomaseg.core.case import MODALITIES
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.geometry import orientation_code, to_canonical
-from gliomaseg.io.layouts import LayoutConfig, find_cases, read_case
-from gliomaseg.io.output import write_segmentation
+from gliomaseg.io.caseref import LayoutConfig
+from gliomaseg.io.layouts import find_cases, read_case
+from gliomaseg.io.naming import tcga_site
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.io.writers import write_layout
 from gliomaseg.synthetic.phantoms import SyntheticCase, make_case
 
@@ -221,3 +223,10 @@ def test_2d_slice_cases_are_written_back_2d(tmp_path, shared_data):
     np.testing.assert_allclose(img.affine, ref.affine)
     raw = np.asarray(ref.dataobj)
     np.testing.assert_array_equal(np.asarray(img.dataobj) == 4, raw == 7)
+
+
+def test_tcga_site_is_the_second_word():
+    assert tcga_site("TCGA_CS_4941_19960909") == "CS"
+    assert tcga_site("TCGA_DU_7010") == "DU"
+    assert tcga_site("TCGA_CS") == ""
+    assert tcga_site("case") == ""

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from gliomaseg.cli.main import main
-from gliomaseg.io.layouts import CaseRef, read_case
+from gliomaseg.io.cache import CACHE_FORMAT, case_dir, is_cache, load_index, open_case
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import read_case
 from gliomaseg.io.writers import write_layout
-from gliomaseg.prepare.workflow import open_case, patient_of, stratum_of
+from gliomaseg.prepare.crop import CropInfo, uncrop
+from gliomaseg.prepare.workflow import patient_of, stratum_of
 from gliomaseg.synthetic.phantoms import make_case
 
 
@@ -42,8 +46,6 @@ def test_prepare_resumes_and_keeps_geometry(tmp_path, capsys):
     image, label, meta = open_case(cache, "BraTS2021_00000")
     assert isinstance(image, np.memmap) and image.dtype == np.float16
     case = read_case(tmp_path / "raw" / "BraTS2021_00000")
-    from gliomaseg.prepare.preprocess import CropInfo, uncrop
-
     crop = CropInfo.from_dict(meta["crop"])
     restored = uncrop(np.moveaxis(np.asarray(label), 0, -1), crop)
     np.testing.assert_array_equal(restored, case.label)
@@ -96,3 +98,20 @@ def test_same_subject_under_two_namings_is_one_patient(tmp_path):
     assert stratum_of("BraTS19_CBICA_ABM_1") == "CBICA"
     assert stratum_of("Brats18_2013_11_1") == "2013"
     assert stratum_of("BraTS20_Training_001") == ""
+
+
+def test_cache_reader_checks_what_it_reads(tmp_path):
+    assert not is_cache(tmp_path)
+    with pytest.raises(FileNotFoundError, match="gliomaseg prepare"):
+        load_index(tmp_path)
+    (tmp_path / "index.json").write_text(json.dumps({"format": CACHE_FORMAT + 1, "cases": []}))
+    assert is_cache(tmp_path)
+    with pytest.raises(ValueError, match="prepare it again"):
+        load_index(tmp_path)
+    folder = case_dir(tmp_path, "c1")
+    assert folder == tmp_path / "cases" / "c1"
+    folder.mkdir(parents=True)
+    (folder / "case.json").write_text(json.dumps({"case_id": "c1"}))
+    np.save(folder / "image.npy", np.zeros((2, 1, 3, 3), np.float16))
+    image, label, meta = open_case(tmp_path, "c1")
+    assert image.shape == (2, 1, 3, 3) and label is None and meta == {"case_id": "c1"}

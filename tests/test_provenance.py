@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from gliomaseg.cli.main import main
+from gliomaseg.io.cache import CACHE_FORMAT, load_index
 from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint
-from gliomaseg.prepare.workflow import CACHE_FORMAT, load_index
 from gliomaseg.report.case import build_case_report
 from gliomaseg.segment.models import WEIGHTS_DIR
 from gliomaseg.synthetic.phantoms import make_case

@@ -69,8 +69,8 @@ def add_layout_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def layout_config(args: argparse.Namespace) -> Any:
-    """The :class:`gliomaseg.io.layouts.LayoutConfig` of ``--layout-config``, or None."""
-    from gliomaseg.io.layouts import LayoutConfig  # lazily: --help stays fast
+    """The :class:`gliomaseg.io.caseref.LayoutConfig` of ``--layout-config``, or None."""
+    from gliomaseg.io.caseref import LayoutConfig  # lazily: --help stays fast
 
     return LayoutConfig.load(args.layout_config) if args.layout_config else None
 

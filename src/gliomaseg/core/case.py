@@ -13,11 +13,11 @@ a case whose Z axis is the slice number.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+from gliomaseg.core.geometry import from_canonical, to_source_indices
 from gliomaseg.core.labels import LabelScheme
 
 #: Canonical modality names and the order channels are stored in (MSD / Kaggle HDF5 order).
@@ -114,8 +114,6 @@ class Case:
 
         The inverse of the reorientation applied on reading: exact (flips and axis swaps only).
         """
-        from gliomaseg.core.geometry import from_canonical
-
         if self.source_affine is None:
             return array
         return from_canonical(array, self.source_affine)
@@ -131,8 +129,6 @@ class Case:
             one-slice axis dropped). Exact (flips and axis swaps only). Without a recorded
             source geometry the canonical indices are returned.
         """
-        from gliomaseg.core.geometry import to_source_indices
-
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
         if self.source_affine is None or self.source_shape is None:
             return pts
@@ -148,12 +144,3 @@ def voxel_spacing(affine: NDArray[np.float64]) -> tuple[float, float, float]:
     """Voxel size (mm) of each array axis: the column norms of the affine's 3x3 part."""
     norms = np.sqrt((np.asarray(affine, dtype=np.float64)[:3, :3] ** 2).sum(axis=0))
     return float(norms[0]), float(norms[1]), float(norms[2])
-
-
-def case_id_from_path(path: Path) -> str:
-    """A readable case id from a folder or file name (drops NIfTI/HDF5/TIFF extensions)."""
-    name = path.name
-    for ext in (".nii.gz", ".nii", ".h5", ".hdf5", ".tif", ".tiff", ".npy"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name

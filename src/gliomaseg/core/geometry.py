@@ -197,3 +197,31 @@ def bounding_box(
             return None
         out.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, n)))
     return tuple(out)
+
+
+def check_spacing(spacing: ArrayLike, ndim: int = 3) -> NDArray[np.float64]:
+    """Validate a voxel-spacing argument: one positive, finite size in mm per axis.
+
+    Args:
+        spacing: One size per axis, or a single number used for every axis.
+        ndim: Number of spatial axes the spacing must cover.
+
+    Returns:
+        float64 array of shape ``(ndim,)``.
+
+    Raises:
+        ValueError: naming the spacing given, when it is not ``ndim`` (or 1) positive finite
+            numbers.
+    """
+    try:
+        sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        sp = np.array([np.nan])
+    if sp.size == 1:
+        sp = np.repeat(sp, ndim)
+    if sp.size != ndim or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise ValueError(
+            f"spacing {spacing!r} does not fit a {ndim}D grid: spacing must be {ndim} positive "
+            "voxel sizes in mm (one per axis, or one number for all)"
+        )
+    return sp

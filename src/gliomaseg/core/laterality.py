@@ -30,6 +30,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from gliomaseg.core.geometry import voxel_to_world
+
 #: Half-width (mm) of the band around the midline plane whose voxels count as "midline".
 MIDLINE_BAND_MM = 5.0
 #: Share of the tumour volume that each hemisphere must hold for "bilateral".
@@ -99,10 +101,6 @@ def brain_reference(
     return None, "field_of_view"
 
 
-def _world(points: NDArray[Any], affine: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.asarray(points, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
-
-
 def midline_x_mm(
     brain: NDArray[np.bool_] | None, affine: NDArray[np.floating], shape: tuple[int, ...]
 ) -> float:
@@ -118,7 +116,7 @@ def midline_x_mm(
         centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
     else:
         centre = np.asarray(ndimage.center_of_mass(brain), dtype=np.float64)
-    return float(_world(centre[None], aff)[0, 0])
+    return float(voxel_to_world(centre[None], aff)[0, 0])
 
 
 def laterality_from_fractions(
@@ -224,7 +222,7 @@ def tumour_side(
     aff = np.asarray(affine, dtype=np.float64)
     brain, reference = brain_reference(lab.shape, brain_mask, image)
     midline = midline_x_mm(brain, aff, lab.shape)
-    world_x = _world(np.argwhere(lab != 0), aff)[:, 0]
+    world_x = voxel_to_world(np.argwhere(lab != 0), aff)[:, 0]
     side = side_of_points(
         world_x,
         midline,

@@ -1,10 +1,14 @@
-"""Which machine a measurement was taken on (printed by every benchmark beside its figures)."""
+"""Which machine and code a measurement was taken on (every benchmark report starts with it)."""
 
 from __future__ import annotations
 
 import functools
 import os
 import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +57,71 @@ def machine_info() -> dict[str, Any]:
         "memory_gb": memory_gb,
         "native_bf16": native_bf16(),
     }
+
+
+def git_commit(folder: str | Path | None = None, *, short: bool = False) -> str | None:
+    """The commit checked out where ``folder`` is, ``+dirty`` when it has changes; None outside git.
+
+    Args:
+        folder: Any folder of the checkout (default: this package's source folder, so the
+            commit of the code being run).
+        short: Abbreviated hash, without the ``+dirty`` mark (model cards).
+    """
+    where = Path(folder) if folder is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=where
+        ).stdout.strip()
+
+    try:
+        if short:
+            return git("rev-parse", "--short", "HEAD")
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", ".") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded to 2 decimals."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def report_header(
+    benchmark: str,
+    *,
+    note: str | None = None,
+    threads: int | None = None,
+    device: str | None = None,
+    load_start: Sequence[float] | None = None,
+    folder: str | Path | None = None,
+) -> dict[str, Any]:
+    """The fields every benchmark report starts with (``bench/README.md``).
+
+    ``benchmark``, ``date`` (UTC, ISO 8601 seconds), ``machine`` (:func:`machine_info`),
+    ``python``, ``torch`` (when the benchmark imported it), ``git_commit`` (of ``folder``, see
+    :func:`git_commit`), then ``threads``, ``device``, ``load_average_1_5_15`` (``start``:
+    ``load_start`` as taken before the measurement, ``end``: now) and ``note`` when given.
+    """
+    header: dict[str, Any] = {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "python": platform.python_version(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        header["torch"] = torch.__version__
+    header["git_commit"] = git_commit(folder)
+    if threads is not None:
+        header["threads"] = threads
+    if device is not None:
+        header["device"] = device
+    if load_start is not None:
+        header["load_average_1_5_15"] = {
+            "start": [round(x, 2) for x in load_start],
+            "end": load_average(),
+        }
+    if note is not None:
+        header["note"] = note
+    return header

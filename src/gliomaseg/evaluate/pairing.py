@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gliomaseg.io import nifti
-from gliomaseg.io.layouts import CaseRef, discover
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import discover
 from gliomaseg.io.naming import stem
 from gliomaseg.io.outputs import strip_seg_suffix
 

@@ -50,8 +50,9 @@ from gliomaseg.evaluate.metrics import EmptyPolicy, label_key, region_metrics, s
 from gliomaseg.evaluate.options import EMPTY_CHOICES, SCHEMES, VIEWS
 from gliomaseg.evaluate.pairing import CasePair, Pairing, pair_cases
 from gliomaseg.evaluate.tables import SLICE_COLUMNS, EvaluationResult, groups, write_outputs
+from gliomaseg.io.caseref import CaseRef
 from gliomaseg.io.labelmap import read_label_map, read_raw_label_map
-from gliomaseg.io.layouts import CaseRef, read_case
+from gliomaseg.io.layouts import read_case
 from gliomaseg.io.outdir import check_location
 from gliomaseg.io.outputs import SUMMARY_SUFFIX
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from gliomaseg.core.case import Case
-from gliomaseg.io.layouts import CaseRef, discover, find_cases, read_case
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import discover, find_cases, read_case
 from gliomaseg.io.naming import stem
 from gliomaseg.io.outputs import NON_MASK_STEM_SUFFIXES, segment_outputs, strip_seg_suffix
 

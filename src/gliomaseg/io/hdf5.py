@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gliomaseg.core.errors import InputError
-from gliomaseg.core.labels import BRATS2020, onehot_to_internal
+from gliomaseg.core.labels import BRATS2020, ONEHOT_BRATS_CHANNELS, onehot_to_internal
 from gliomaseg.io import limits
+from gliomaseg.io.atomic import atomic_path
 
 H5_CHANNELS: tuple[str, ...] = ("flair", "t1", "t1ce", "t2")
 _NAME = re.compile(r"volume_(\d+)_slice_(\d+)$")
@@ -124,3 +126,88 @@ def read_h5_slice(
 
 #: Scheme the HDF5 masks are reported in (their one-hot channels are BraTS 2020 regions).
 H5_SCHEME = BRATS2020
+
+
+def default_h5_slices(label: NDArray[Any] | None, depth: int, *, max_slices: int = 3) -> list[int]:
+    """Up to ``max_slices`` axial indices evenly spread over the central half of the tumour.
+
+    Args:
+        label: (X, Y, Z) internal codes, or ``None``.
+        depth: Number of axial slices (Z).
+        max_slices: Upper bound on the number of indices.
+
+    Returns:
+        Sorted distinct z indices; ``[depth // 2]`` when there is no tumour.
+    """
+    if label is None or not np.any(label):
+        return [depth // 2]
+    tumour = np.flatnonzero(np.asarray(label).any(axis=(0, 1)))
+    lo, hi = np.quantile(tumour, 0.25), np.quantile(tumour, 0.75)
+    picks = np.rint(np.linspace(lo, hi, max(int(max_slices), 1))).astype(int)
+    candidates = sorted({int(tumour[np.argmin(np.abs(tumour - p))]) for p in picks})
+    return candidates[: max(int(max_slices), 1)]
+
+
+def _volume_number(case_id: str) -> int:
+    match = re.search(r"(\d+)$", case_id)
+    if match is None:
+        raise ValueError(
+            f"case id '{case_id}' ends in no number; pass volume=<int> for the h5 layout"
+        )
+    return int(match.group(1))
+
+
+def _zscore(channel: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Kaggle BraTS2020 slice normalisation over the whole slice; all-constant -> zeros."""
+    std = float(channel.std())
+    if std == 0.0:
+        return np.zeros_like(channel)
+    return (channel - channel.mean()) / std
+
+
+def write_h5_slices(
+    stack: NDArray[np.float64],
+    label: NDArray[Any] | None,
+    out: Path,
+    *,
+    case_id: str,
+    slices: Sequence[int] | None = None,
+    max_slices: int = 3,
+    volume: int | None = None,
+) -> Path:
+    """Write axial slices of a case as Kaggle ``volume_<V>_slice_<S>.h5`` files in ``out``.
+
+    Args:
+        stack: (X, Y, Z, 4) float64 volumes in :data:`H5_CHANNELS` order.
+        label: (X, Y, Z) internal codes, or None (the masks are then all zero).
+        out: Folder to write into.
+        case_id: Names ``<V>`` (its trailing number) unless ``volume`` is given.
+        slices: Axial indices to write (default :func:`default_h5_slices`).
+        max_slices: How many tumour slices the default picks.
+        volume: The ``<V>`` of the file names.
+
+    Returns:
+        ``out``.
+    """
+    import h5py
+
+    vol = _volume_number(case_id) if volume is None else int(volume)
+    depth = stack.shape[2]
+    chosen = (
+        list(slices)
+        if slices is not None
+        else default_h5_slices(label, depth, max_slices=max_slices)
+    )
+    bad = [s for s in chosen if not 0 <= int(s) < depth]
+    if bad:
+        raise ValueError(f"{case_id}: slice index(es) {bad} outside 0..{depth - 1}")
+    for s in chosen:
+        image = np.stack([_zscore(stack[:, :, s, c]) for c in range(stack.shape[-1])], axis=-1)
+        mask = np.zeros((*stack.shape[:2], len(ONEHOT_BRATS_CHANNELS)), dtype=np.uint8)
+        if label is not None:
+            for k, code in enumerate(ONEHOT_BRATS_CHANNELS):
+                mask[..., k] = label[:, :, s] == code
+        with atomic_path(out / f"volume_{vol}_slice_{int(s)}.h5") as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("image", data=image.astype(np.float64))
+            f.create_dataset("mask", data=mask)
+    return out

@@ -168,15 +168,13 @@ def expected_name(layout: str, case_id: str, modality: str) -> str:
     return f"{case_id}_{modality}.nii.gz"
 
 
-def case_id_before(name: str, token: str) -> str:
-    """The part of a file stem before its role token (``BraTS2021_00000_t1ce`` -> ``BraTS2021_00000``).
+def tcga_site(name: str) -> str:
+    """Tissue-source site of a TCGA patient name: ``TCGA_CS_4941_19960909`` -> ``CS``.
 
-    Returns ``""`` when the token is the first word (``Flair_subtrMeanDivStd``).
+    The second ``_``-separated word; ``""`` when the name has fewer than three words.
     """
-    for match in re.finditer(r"[^_\-.\s]+", name):
-        if match.group(0).lower() == token:
-            return name[: match.start()].rstrip("_-. ")
-    return ""
+    parts = name.split("_")
+    return parts[1] if len(parts) >= 3 else ""
 
 
 __all__ = [
@@ -185,11 +183,11 @@ __all__ = [
     "MODALITIES",
     "MODALITY_ALIASES",
     "FileRole",
-    "case_id_before",
     "classify",
     "common_id",
     "expected_name",
     "naming_convention",
     "stem",
+    "tcga_site",
     "tokens",
 ]

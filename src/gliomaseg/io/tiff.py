@@ -33,15 +33,18 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gliomaseg.core.errors import InputError
+from gliomaseg.core.geometry import orientation_code, reorient
 from gliomaseg.io import limits
+from gliomaseg.io.atomic import atomic_path
 
 #: Directions of increasing row, column and slice number (see the module docstring).
 LGG_AXES = "PLS"
@@ -244,3 +247,50 @@ def read_lgg_stack(
         if name != "flair" and np.array_equal(image[c], image[1])
     }
     return image, masks, [p.stem for _, p, _ in slices], meta
+
+
+def _to_uint8(volume: NDArray[Any]) -> NDArray[np.uint8]:
+    """Scale a whole volume linearly from [min, max] to 0..255 (constant -> zeros)."""
+    arr = np.asarray(volume, dtype=np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return np.rint((arr - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def write_lgg_stack(
+    volumes: Sequence[NDArray[Any]],
+    label: NDArray[Any] | None,
+    affine: NDArray[np.float64],
+    folder: Path,
+    *,
+    case_id: str,
+) -> Path:
+    """Write a case as an LGG patient folder: one RGB TIFF (and one mask) per axial slice.
+
+    Args:
+        volumes: Three (X, Y, Z) volumes in :data:`LGG_CHANNELS` order, each scaled to
+            0..255 over the volume.
+        label: (X, Y, Z) internal codes (any non-zero is tumour), or None for no masks.
+        affine: 4x4 affine of the arrays: they are reoriented to :data:`LGG_AXES`.
+        folder: The patient folder to write (``<folder>/<case_id>_<n>.tif``).
+        case_id: The patient name used in the file names.
+
+    Returns:
+        ``folder``.
+    """
+    import tifffile
+
+    cid = case_id
+    axes = orientation_code(affine)
+    rgb = np.stack([reorient(_to_uint8(v), axes, LGG_AXES) for v in volumes], axis=-1)
+    label = None if label is None else np.asarray(reorient(np.asarray(label), axes, LGG_AXES)) != 0
+    for z in range(rgb.shape[2]):
+        n = z + 1
+        with atomic_path(folder / f"{cid}_{n}.tif") as tmp:
+            tifffile.imwrite(tmp, np.ascontiguousarray(rgb[:, :, z, :]), photometric="rgb")
+        if label is not None:
+            mask = np.where(label[:, :, z], 255, 0).astype(np.uint8)
+            with atomic_path(folder / f"{cid}_{n}_mask.tif") as tmp:
+                tifffile.imwrite(tmp, mask, photometric="minisblack")
+    return folder

@@ -35,23 +35,20 @@ Cases without a label map (``label is None``) are written without segmentation f
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import h5py
 import nibabel as nib
 import numpy as np
-import tifffile
 from numpy.typing import NDArray
 
 from gliomaseg.core.case import MODALITIES
-from gliomaseg.core.geometry import orientation_code, reorient
-from gliomaseg.core.labels import BRATS2020, BRATS2023, ED, ET, MSD, NCR, LabelScheme
-from gliomaseg.io.atomic import atomic_path, write_json_atomic
+from gliomaseg.core.labels import BRATS2020, BRATS2023, MSD, LabelScheme
+from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.io.hdf5 import H5_CHANNELS, write_h5_slices
 from gliomaseg.io.nifti import write_nifti
-from gliomaseg.io.tiff import LGG_AXES
+from gliomaseg.io.tiff import LGG_CHANNELS, write_lgg_stack
 
 LAYOUTS: tuple[str, ...] = ("brats2020", "brats2023", "upenn", "msd", "nnunet", "h5", "lgg-tiff")
 
@@ -98,10 +95,6 @@ NNUNET_LABELS: dict[str, int] = {
     "non-enhancing tumor": 2,
     "enhancing tumour": 3,
 }
-#: Channels of a Kaggle LGG TIFF slice: pre-contrast, FLAIR, post-contrast.
-LGG_CHANNELS: tuple[str, ...] = ("t1", "flair", "t1ce")
-#: One-hot channel order of the Kaggle BraTS2020 HDF5 ``mask``.
-H5_MASK_CODES: tuple[int, ...] = (NCR, ED, ET)
 NIFTI = ".nii.gz"
 
 
@@ -339,106 +332,23 @@ def _nifti_files(folder: Path) -> list[Path]:
     )
 
 
-# --------------------------------------------------------------------------- HDF5 slices
-
-
-def default_h5_slices(label: NDArray[Any] | None, depth: int, *, max_slices: int = 3) -> list[int]:
-    """Up to ``max_slices`` axial indices evenly spread over the central half of the tumour.
-
-    Args:
-        label: (X, Y, Z) internal codes, or ``None``.
-        depth: Number of axial slices (Z).
-        max_slices: Upper bound on the number of indices.
-
-    Returns:
-        Sorted distinct z indices; ``[depth // 2]`` when there is no tumour.
-    """
-    if label is None or not np.any(label):
-        return [depth // 2]
-    tumour = np.flatnonzero(np.asarray(label).any(axis=(0, 1)))
-    lo, hi = np.quantile(tumour, 0.25), np.quantile(tumour, 0.75)
-    picks = np.rint(np.linspace(lo, hi, max(int(max_slices), 1))).astype(int)
-    candidates = sorted({int(tumour[np.argmin(np.abs(tumour - p))]) for p in picks})
-    return candidates[: max(int(max_slices), 1)]
-
-
-def _volume_number(case_id: str) -> int:
-    match = re.search(r"(\d+)$", case_id)
-    if match is None:
-        raise ValueError(
-            f"case id '{case_id}' ends in no number; pass volume=<int> for the h5 layout"
-        )
-    return int(match.group(1))
-
-
-def _zscore(channel: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Kaggle BraTS2020 slice normalisation over the whole slice; all-constant -> zeros."""
-    std = float(channel.std())
-    if std == 0.0:
-        return np.zeros_like(channel)
-    return (channel - channel.mean()) / std
+# --------------------------------------------------------------------------- slice formats
 
 
 def _write_h5(
     case: CaseLike, out: Path, *, slices: Sequence[int] | None, max_slices: int, volume: int | None
 ) -> Path:
-    vol = _volume_number(case.case_id) if volume is None else int(volume)
-    stack = np.stack([_modality(case, m) for m in MODALITIES], axis=-1).astype(np.float64)
-    depth = stack.shape[2]
+    stack = np.stack([_modality(case, m) for m in H5_CHANNELS], axis=-1).astype(np.float64)
     label = None if case.label is None else np.asarray(case.label)
-    chosen = (
-        list(slices)
-        if slices is not None
-        else default_h5_slices(label, depth, max_slices=max_slices)
+    return write_h5_slices(
+        stack, label, out, case_id=case.case_id, slices=slices, max_slices=max_slices, volume=volume
     )
-    bad = [s for s in chosen if not 0 <= int(s) < depth]
-    if bad:
-        raise ValueError(f"{case.case_id}: slice index(es) {bad} outside 0..{depth - 1}")
-    for s in chosen:
-        image = np.stack([_zscore(stack[:, :, s, c]) for c in range(stack.shape[-1])], axis=-1)
-        mask = np.zeros((*stack.shape[:2], len(H5_MASK_CODES)), dtype=np.uint8)
-        if label is not None:
-            for k, code in enumerate(H5_MASK_CODES):
-                mask[..., k] = label[:, :, s] == code
-        with atomic_path(out / f"volume_{vol}_slice_{int(s)}.h5") as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("image", data=image.astype(np.float64))
-            f.create_dataset("mask", data=mask)
-    return out
-
-
-# --------------------------------------------------------------------------- LGG TIFF
-
-
-def _to_uint8(volume: NDArray[Any]) -> NDArray[np.uint8]:
-    """Scale a whole volume linearly from [min, max] to 0..255 (constant -> zeros)."""
-    arr = np.asarray(volume, dtype=np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    return np.rint((arr - lo) / (hi - lo) * 255.0).astype(np.uint8)
 
 
 def _write_lgg(case: CaseLike, out: Path) -> Path:
-    cid = case.case_id
-    folder = out / cid
-    axes = orientation_code(case.affine)
-    rgb = np.stack(
-        [reorient(_to_uint8(_modality(case, m)), axes, LGG_AXES) for m in LGG_CHANNELS], axis=-1
-    )
-    label = (
-        None
-        if case.label is None
-        else np.asarray(reorient(np.asarray(case.label), axes, LGG_AXES)) != 0
-    )
-    for z in range(rgb.shape[2]):
-        n = z + 1
-        with atomic_path(folder / f"{cid}_{n}.tif") as tmp:
-            tifffile.imwrite(tmp, np.ascontiguousarray(rgb[:, :, z, :]), photometric="rgb")
-        if label is not None:
-            mask = np.where(label[:, :, z], 255, 0).astype(np.uint8)
-            with atomic_path(folder / f"{cid}_{n}_mask.tif") as tmp:
-                tifffile.imwrite(tmp, mask, photometric="minisblack")
-    return folder
+    volumes = [_modality(case, m) for m in LGG_CHANNELS]
+    label = None if case.label is None else np.asarray(case.label)
+    return write_lgg_stack(volumes, label, case.affine, out / case.case_id, case_id=case.case_id)
 
 
 __all__ = [
@@ -447,6 +357,5 @@ __all__ = [
     "LAYOUTS",
     "UPENN_NAMES",
     "CaseLike",
-    "default_h5_slices",
     "write_layout",
 ]

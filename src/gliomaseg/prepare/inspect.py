@@ -9,7 +9,7 @@ import numpy as np
 from gliomaseg.core.case import Case
 from gliomaseg.core.geometry import CANONICAL, orientation_code
 from gliomaseg.core.labels import INTERNAL_NAMES, region_counts
-from gliomaseg.io.layouts import CaseRef
+from gliomaseg.io.caseref import CaseRef
 
 
 def label_volumes(

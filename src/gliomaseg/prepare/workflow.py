@@ -1,16 +1,6 @@
 """``gliomaseg prepare``: preprocess a dataset once into a memory-mappable cache.
 
-Cache layout (format 1)::
-
-    CACHE/
-      index.json               cases, patients, strata, folds, settings (written last)
-      cases/<case_id>/
-        image.npy              (Z, C, X, Y) float16/float32, z-scored in the brain, cropped
-        label.npy              (Z, X, Y) uint8 internal codes (only for labelled cases)
-        case.json              geometry (affines, crop box), modalities, per-slice counts
-
-Arrays are slice-major so one axial slice is one contiguous block of a memory map
-(``np.load(..., mmap_mode="r")[z]``), which is what 2D training reads. Each case folder is
+The cache's layout and its reading side are :mod:`gliomaseg.io.cache`. Each case folder is
 written under a temporary name and renamed when complete, so an interrupted run resumes by
 skipping finished cases, and peak memory is that of one case however large the dataset.
 """
@@ -33,57 +23,26 @@ import numpy as np
 from gliomaseg import __version__
 from gliomaseg.core.case import Case
 from gliomaseg.core.errors import failure_message
-from gliomaseg.core.geometry import CANONICAL
 from gliomaseg.io.atomic import remove_orphans, temporary_dir, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, LayoutConfig, discover_all, read_case
+from gliomaseg.io.cache import (
+    CACHE_FORMAT,
+    CASE_IMAGE,
+    CASE_LABEL,
+    CASE_META,
+    NETWORK_AXES,
+    case_axes,
+    case_dir,
+)
+from gliomaseg.io.caseref import CaseRef, LayoutConfig
+from gliomaseg.io.layouts import discover_all, read_case
+from gliomaseg.io.naming import tcga_site
 from gliomaseg.io.outdir import OutputFolder, check_location
-from gliomaseg.io.tiff import LGG_AXES, LGG_CHANNELS
-from gliomaseg.prepare.preprocess import CropInfo, crop_to_brain, kfold_patients, zscore
+from gliomaseg.io.outputs import CACHE_CASES, CACHE_INDEX
+from gliomaseg.prepare.crop import CropInfo, crop_to_brain
+from gliomaseg.prepare.normalize import zscore
+from gliomaseg.prepare.splits import kfold_patients
 
 log = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1
-
-#: Axes of the arrays a network is trained on and applied to: canonical RAS+. Caches record
-#: it (``"axes"`` in ``case.json`` and ``index.json``), checkpoints in ``preprocessing``.
-NETWORK_AXES = CANONICAL
-#: Before the LGG TIFFs were oriented, an LGG case's "canonical" arrays were the TIFF stack as
-#: stored (rows, columns, slices): anatomically :data:`~gliomaseg.io.tiff.LGG_AXES`, not RAS+.
-#: Caches and checkpoints that predate the ``axes`` record are read with this rule, so models
-#: trained on them (the bundled ``lgg`` model) still see slices the way they were trained.
-LEGACY_LGG_AXES = LGG_AXES
-
-
-def case_axes(meta: dict[str, Any]) -> str:
-    """Axes of a prepared case's arrays, from its ``case.json`` (legacy rule above)."""
-    recorded = meta.get("axes")
-    if recorded:
-        return str(recorded)
-    return LEGACY_LGG_AXES if meta.get("layout") == "lgg-tiff" else NETWORK_AXES
-
-
-def cache_axes(cache: str | Path) -> str:
-    """Axes of every array in a prepared cache (its ``index.json``, else its first case)."""
-    index = load_index(cache)
-    if index.get("axes"):
-        return str(index["axes"])
-    if not index["cases"]:
-        return NETWORK_AXES
-    first = Path(cache) / "cases" / index["cases"][0]["case_id"] / "case.json"
-    return case_axes(json.loads(first.read_text()))
-
-
-def network_axes(meta: dict[str, Any]) -> str:
-    """Axes a checkpoint's network was trained on (``preprocessing.axes``; legacy rule).
-
-    Checkpoints written before the record are RAS+ unless they take exactly the LGG TIFF
-    channels (pre-contrast, FLAIR, post-contrast): those were trained on TIFF-order stacks.
-    """
-    recorded = (meta.get("preprocessing") or {}).get("axes")
-    if recorded:
-        return str(recorded)
-    return LEGACY_LGG_AXES if set(meta.get("modalities", ())) == set(LGG_CHANNELS) else NETWORK_AXES
-
 
 _GLI = re.compile(r"^BraTS-GLI-(\d{5})-\d{3}$")
 _H5_PATIENT = re.compile(r"^volume_(\d+)$")
@@ -161,9 +120,8 @@ def stratum_of(patient: str) -> str:
     collection read from the id (``CBICA``, ``TCIA``, ``2013`` for BraTS 2017-2020 names such
     as ``Brats18_TCIA02_135_1``; ``2021`` for ``BraTS2021_*``). Anything else: ``""``.
     """
-    parts = patient.split("_")
-    if parts[0] == "TCGA" and len(parts) > 2:
-        return parts[1]
+    if patient.startswith("TCGA_") and (site := tcga_site(patient)):
+        return site
     if m := _BRATS_SOURCE.search(patient):
         return m.group(1).upper()
     if patient.startswith("BraTS2021_"):
@@ -186,7 +144,7 @@ def model_input(
 
     Returns:
         image (Z, C, x, y) float32 slice-major; the crop (undo with
-        :func:`~gliomaseg.prepare.preprocess.uncrop`); the (X, Y, Z) brain mask.
+        :func:`~gliomaseg.prepare.crop.uncrop`); the (X, Y, Z) brain mask.
 
     Raises:
         ValueError: the case lacks one of ``modalities`` (named).
@@ -247,15 +205,15 @@ def _write_case_dir(
 
     Only a case folder gliomaseg wrote earlier (in the cache's manifest) is ever replaced.
     """
-    final = out.root / "cases" / case_id
+    final = case_dir(out.root, case_id)
     out.check_owned(final)
     out.record(final)
     tmp = temporary_dir(final.parent)
     try:
-        np.save(tmp / "image.npy", image)
+        np.save(tmp / CASE_IMAGE, image)
         if label is not None:
-            np.save(tmp / "label.npy", label)
-        (tmp / "case.json").write_text(json.dumps(meta, indent=1))
+            np.save(tmp / CASE_LABEL, label)
+        (tmp / CASE_META).write_text(json.dumps(meta, indent=1))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -290,17 +248,17 @@ def prepare_dataset(
         raise ValueError(f"{data}: no image cases to prepare (only loose NIfTI files found)")
     check_location(cache, [r.path for r in refs], data_paths=[data])
     out = OutputFolder(cache, overwrite=overwrite)
-    out.check_owned(cache / "index.json")
-    remove_orphans(cache / "cases")
+    out.check_owned(cache / CACHE_INDEX)
+    remove_orphans(cache / CACHE_CASES)
     _check_existing_settings(cache, config, overwrite)
     result = PrepareResult(cache=cache, failures=[(str(p), msg) for p, msg in bad])
     modalities = config.modalities
     entries: dict[str, dict[str, Any]] = {}
     for ref in _iterate(refs, progress):
-        case_dir = cache / "cases" / ref.case_id
+        folder = case_dir(cache, ref.case_id)
         try:
-            if (case_dir / "case.json").exists() and out.owns(case_dir) and not overwrite:
-                meta = json.loads((case_dir / "case.json").read_text())
+            if (folder / CASE_META).exists() and out.owns(folder) and not overwrite:
+                meta = json.loads((folder / CASE_META).read_text())
                 result.skipped.append(ref.case_id)
             else:
                 case = read_case(ref, label_scheme=config.label_scheme)
@@ -317,7 +275,7 @@ def prepare_dataset(
             log.debug("%s failed", ref.path, exc_info=True)
             result.failures.append((str(ref.path), failure_message(err)))
     if entries:  # nothing at all is written when every case failed
-        out.record(cache / "index.json")
+        out.record(cache / CACHE_INDEX)
         _write_index(cache, entries, config, modalities, data)
     result.n_cases = len(entries)
     result.n_slices = sum(len(m["brain_pixels"]) for m in entries.values())
@@ -336,7 +294,7 @@ def _iterate(refs: list[CaseRef], progress: bool) -> Any:
 
 
 def _check_existing_settings(cache: Path, config: PrepareConfig, overwrite: bool) -> None:
-    index = cache / "index.json"
+    index = cache / CACHE_INDEX
     if not index.exists() or overwrite:
         return
     old = json.loads(index.read_text()).get("config", {})
@@ -389,32 +347,4 @@ def _write_index(
         ],
         "folds": folds,
     }
-    write_json_atomic(cache / "index.json", index)
-
-
-def load_index(cache: str | Path) -> dict[str, Any]:
-    """Read a cache's ``index.json``, checking the format version."""
-    path = Path(cache) / "index.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: not a prepared cache; run 'gliomaseg prepare DATA -o {cache}'"
-        )
-    index: dict[str, Any] = json.loads(path.read_text())
-    if index.get("format") != CACHE_FORMAT:
-        raise ValueError(
-            f"{path}: cache format {index.get('format')} != {CACHE_FORMAT}; prepare it again"
-        )
-    return index
-
-
-def open_case(
-    cache: str | Path, case_id: str
-) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
-    """Memory-map one prepared case: image (Z, C, x, y), label (Z, x, y) or None, metadata."""
-    folder = Path(cache) / "cases" / case_id
-    meta: dict[str, Any] = json.loads((folder / "case.json").read_text())
-    image = np.load(folder / "image.npy", mmap_mode="r")
-    label = (
-        np.load(folder / "label.npy", mmap_mode="r") if (folder / "label.npy").exists() else None
-    )
-    return image, label, meta
+    write_json_atomic(cache / CACHE_INDEX, index)

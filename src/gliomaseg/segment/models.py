@@ -19,11 +19,11 @@ from gliomaseg.core.case import Case
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io import outputs
-from gliomaseg.io.layouts import CaseRef
+from gliomaseg.io.cache import NETWORK_AXES, network_axes
+from gliomaseg.io.caseref import CaseRef
 from gliomaseg.models import ModelConfig, input_multiple
 from gliomaseg.models.checkpoint import input_scale, load_model
 from gliomaseg.models.inference import fuse_batch_norm, instance_norm_as_group_norm
-from gliomaseg.prepare.workflow import NETWORK_AXES, network_axes
 from gliomaseg.segment.config import SegmentConfig
 from gliomaseg.segment.postprocess import PostprocessConfig
 from gliomaseg.train.runs import resolve_device
@@ -50,7 +50,7 @@ class Segmenter:
     meta: dict[str, Any]
     #: In-plane factor the (2D) model was trained at; slices are resized by it and back.
     input_scale: float = 1.0
-    #: Axes of the arrays the model was trained on (:func:`gliomaseg.prepare.workflow.network_axes`);
+    #: Axes of the arrays the model was trained on (:func:`gliomaseg.io.cache.network_axes`);
     #: cases are reoriented to them for the network and back.
     axes: str = NETWORK_AXES
 

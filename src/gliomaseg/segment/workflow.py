@@ -34,14 +34,16 @@ from gliomaseg.core.errors import failure_message
 from gliomaseg.core.geometry import reorient, reorient_affine
 from gliomaseg.core.labels import LabelScheme, get_scheme
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
-from gliomaseg.io.layouts import CaseRef, discover_all, read_case
+from gliomaseg.io.cache import NETWORK_AXES
+from gliomaseg.io.caseref import CaseRef
+from gliomaseg.io.layouts import discover_all, read_case
 from gliomaseg.io.nifti import write_nifti
 from gliomaseg.io.outdir import OutputFolder, check_location
-from gliomaseg.io.output import write_segmentation
 from gliomaseg.io.outputs import segment_outputs
+from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.models.inference import predict_volume, predict_volume_3d
-from gliomaseg.prepare.preprocess import uncrop
-from gliomaseg.prepare.workflow import NETWORK_AXES, model_input
+from gliomaseg.prepare.crop import uncrop
+from gliomaseg.prepare.workflow import model_input
 from gliomaseg.segment.config import SegmentConfig
 from gliomaseg.segment.models import (
     INPUT_KINDS,

@@ -11,9 +11,10 @@ from typing import Any
 import torch
 
 from gliomaseg.core.errors import InputError
+from gliomaseg.io.cache import load_index
 from gliomaseg.io.outputs import CACHE_INDEX
 from gliomaseg.models import build_model
-from gliomaseg.prepare.workflow import load_index, prepare_dataset
+from gliomaseg.prepare.workflow import prepare_dataset
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.datasets import (
     ConcatSlices,

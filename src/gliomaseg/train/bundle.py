@@ -25,6 +25,7 @@ from gliomaseg import __version__
 from gliomaseg.core.errors import InputError
 from gliomaseg.core.machine import machine_info
 from gliomaseg.io.atomic import write_json_atomic
+from gliomaseg.io.cache import load_index, network_axes
 from gliomaseg.io.outputs import CACHE_INDEX, CHECKPOINT_DIR, LAST_CHECKPOINT, RUN_METRICS
 from gliomaseg.models.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -32,7 +33,6 @@ from gliomaseg.models.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from gliomaseg.prepare.workflow import load_index, network_axes
 from gliomaseg.train.builders import split_cases
 from gliomaseg.train.config import TrainConfig
 

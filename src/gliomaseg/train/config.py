@@ -17,11 +17,11 @@ import torch
 
 from gliomaseg.core.config import from_dict
 from gliomaseg.core.targets import TargetSpec
+from gliomaseg.io.cache import load_index
 from gliomaseg.io.layouts import discover
 from gliomaseg.io.outputs import CACHE_INDEX
 from gliomaseg.models import ModelConfig
 from gliomaseg.models.resize import check_scale
-from gliomaseg.prepare.workflow import load_index
 from gliomaseg.train.augment import AugmentConfig
 from gliomaseg.train.losses import LossConfig
 from gliomaseg.train.runs import resolve_device

@@ -6,9 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from gliomaseg.io.cache import load_index
 from gliomaseg.io.outputs import run_checkpoint
 from gliomaseg.models.checkpoint import load_checkpoint
-from gliomaseg.prepare.workflow import load_index
 from gliomaseg.train.builders import resolve_data
 from gliomaseg.train.bundle import bundle_runs
 from gliomaseg.train.config import TrainConfig

@@ -1,4 +1,4 @@
-"""Torch datasets and samplers over a prepared cache (see :mod:`gliomaseg.prepare.workflow`).
+"""Torch datasets and samplers over a prepared cache (see :mod:`gliomaseg.io.cache`).
 
 Knows arrays, not file formats: slices are read from memory-mapped ``image.npy``
 ``(Z, C, x, y)`` and ``label.npy`` ``(Z, x, y)``. Samples are addressed by
@@ -19,9 +19,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from gliomaseg.core.targets import TargetSpec
+from gliomaseg.io.cache import load_index, open_case
 from gliomaseg.models.inference import slice_with_context
 from gliomaseg.models.resize import resize_labels, resize_slice
-from gliomaseg.prepare.workflow import load_index, open_case
 from gliomaseg.train.augment import AugmentConfig, augment
 
 

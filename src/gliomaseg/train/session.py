@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from gliomaseg.io.atomic import remove_orphans, write_json_atomic
+from gliomaseg.io.cache import cache_axes, load_index
 from gliomaseg.io.outputs import CHECKPOINT_DIR, RUN_CONFIG, run_checkpoint
 from gliomaseg.models import ModelConfig, input_multiple
-from gliomaseg.prepare.workflow import cache_axes, load_index
 from gliomaseg.train.builders import (
     build_from_config,
     build_optimizer,

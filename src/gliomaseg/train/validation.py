@@ -10,8 +10,8 @@ import torch
 from gliomaseg.core.labels import REGIONS
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.evaluate.metrics import confusion, dice, precision, recall, slice_metrics
+from gliomaseg.io.cache import open_case
 from gliomaseg.models.inference import predict_volume, predict_volume_3d
-from gliomaseg.prepare.workflow import open_case
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.runs import use_bf16
 

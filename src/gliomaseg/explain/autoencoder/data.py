@@ -30,9 +30,9 @@ from gliomaseg.core.geometry import bounding_box, reorient
 from gliomaseg.explain.autoencoder.config import AutoencoderConfig
 from gliomaseg.explain.shape import solidity_2d
 from gliomaseg.io.atomic import write_with
+from gliomaseg.io.cache import NETWORK_AXES, case_axes, load_index, open_case
 from gliomaseg.io.layouts import discover, read_case
 from gliomaseg.io.outputs import CACHE_INDEX
-from gliomaseg.prepare.workflow import NETWORK_AXES, case_axes, load_index, open_case
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Write results back in the input's own geometry and label scheme."""
+"""Write a segmentation back in the input's own geometry and label scheme (``<case>_seg.nii.gz``)."""
 
 from __future__ import annotations
 
