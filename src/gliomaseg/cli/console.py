@@ -28,12 +28,15 @@ def stderr_console() -> Any:
 
 
 def track(items: list[T], label: str, *, enabled: bool = True) -> Iterable[T]:
-    """Iterate with a rich progress bar on stderr when ``enabled``."""
+    """Iterate with a transient rich progress bar on stderr when ``enabled``.
+
+    The bar advances as the caller consumes the items (a lazy iterable, not a list).
+    """
     if not enabled:
         return items
     from rich.progress import track as rich_track
 
-    return list(rich_track(items, description=label, console=stderr_console(), transient=True))
+    return rich_track(items, description=label, console=stderr_console(), transient=True)
 
 
 def report_failures(failures: list[tuple[str, str]], summary: str) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from gliomaseg.cli.console import track
 from gliomaseg.core.errors import EXIT_BAD_INPUT, EXIT_OK, one_line
 from gliomaseg.evaluate.options import EMPTY_CHOICES, SCHEMES, VIEWS
 
@@ -96,12 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _track(items: Sequence[_T]) -> Iterable[_T]:
     """A transient rich progress bar on stderr when there are several cases."""
-    if len(items) < _PROGRESS_MIN_CASES:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description="evaluate", console=Console(stderr=True), transient=True)
+    return track(list(items), "evaluate", enabled=len(items) >= _PROGRESS_MIN_CASES)
 
 
 def _print_summary(result: EvaluationResult) -> None:

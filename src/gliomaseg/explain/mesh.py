@@ -37,7 +37,6 @@ along the array axes and the files carry no ``SPACE`` tag.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from gliomaseg.core.case import Case, voxel_spacing
-from gliomaseg.core.geometry import voxel_to_world
+from gliomaseg.core.geometry import check_spacing, voxel_to_world
 from gliomaseg.core.labels import region_mask
 
 #: Default Gaussian sigma (voxels) of the constrained smoothing before marching cubes.
@@ -108,14 +107,9 @@ class Mesh:
         }
 
 
-def _check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
-    values = tuple(float(s) for s in spacing)
-    if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
-        raise ValueError(
-            f"spacing must be 3 positive voxel sizes in mm (x, y, z), got {tuple(spacing)}; "
-            "pass Case.spacing or the slice thickness you know"
-        )
-    return values[0], values[1], values[2]
+def _spacing3(spacing: Sequence[float]) -> tuple[float, float, float]:
+    x, y, z = check_spacing(spacing)  # one validator for every spacing argument (core.geometry)
+    return float(x), float(y), float(z)
 
 
 def enclosed_volume(vertices: NDArray[np.floating], faces: NDArray[np.integer]) -> float:
@@ -183,9 +177,9 @@ def reconstruct(
     matrix: NDArray[np.float64] | None = None
     if affine is not None and spacing is None:
         matrix = _check_affine(affine)
-        step = _check_spacing(voxel_spacing(matrix))
+        step = _spacing3(voxel_spacing(matrix))
     elif spacing is not None and affine is None:
-        step = _check_spacing(spacing)
+        step = _spacing3(spacing)
     else:
         raise ValueError("pass exactly one of spacing (array axes) or affine (scanner mm)")
     arr = np.asarray(mask)
@@ -277,7 +271,7 @@ def reconstruct_case(
         raise ValueError(f"{case.case_id}: binary masks only have the WT region, not {region}")
     affine = np.array(case.affine, dtype=np.float64)
     if slice_thickness_mm is not None:
-        _check_spacing((1.0, 1.0, slice_thickness_mm))
+        _spacing3((1.0, 1.0, slice_thickness_mm))
         affine[:3, 2] *= float(slice_thickness_mm) / float(np.linalg.norm(affine[:3, 2]))
     known = case.spacing_known or slice_thickness_mm is not None
     return reconstruct(

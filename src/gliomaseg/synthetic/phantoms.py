@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from gliomaseg.core.case import MODALITIES, voxel_spacing
-from gliomaseg.core.geometry import bounding_box
+from gliomaseg.core.geometry import bounding_box, check_spacing
 from gliomaseg.core.labels import ED, ET, NCR
 from gliomaseg.synthetic.anatomy import Anatomy, nested_labels, smooth_noise
 from gliomaseg.synthetic.mni import mni_case, mni_template
@@ -146,7 +146,7 @@ def make_case(
         raise ValueError(f"unknown template '{template}'; choose one of {list(TEMPLATES)}")
     default_shape = BRATS_SHAPE if template == "mni" else PHANTOM_SHAPE
     grid = _check_shape(default_shape if shape is None else shape)
-    step = _check_spacing(spacing)
+    step = check_spacing(spacing)
     if tumour_radius_mm is not None and not tumour_radius_mm > 0:
         raise ValueError(f"tumour_radius_mm must be > 0 mm, got {tumour_radius_mm}")
     affine = grid_affine(grid, step.tolist(), flip_axis=flip_axis, origin=origin)
@@ -227,13 +227,6 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or any(int(s) < 4 for s in shape):
         raise ValueError(f"shape must be 3 sizes >= 4 voxels (X, Y, Z), got {tuple(shape)}")
     return int(shape[0]), int(shape[1]), int(shape[2])
-
-
-def _check_spacing(spacing: Sequence[float]) -> NDArray[np.float64]:
-    step = np.asarray(spacing, dtype=np.float64)
-    if step.shape != (3,) or not np.all(step > 0):
-        raise ValueError(f"spacing must be 3 positive voxel sizes in mm, got {tuple(spacing)}")
-    return step
 
 
 def _check_flips(flip_axis: int | Sequence[int] | None) -> set[int]:

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 
 from gliomaseg.core.errors import InputError
-from gliomaseg.io.cache import load_index
-from gliomaseg.io.outputs import CACHE_INDEX
+from gliomaseg.io.cache import is_cache, load_index
 from gliomaseg.models import build_model
 from gliomaseg.prepare.workflow import prepare_dataset
 from gliomaseg.train.config import TrainConfig
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 def resolve_data(data: str | Path, run_dir: Path, *, progress: bool, name: str = "cache") -> Path:
     """A prepared cache for ``data``: itself if already one, else prepared into ``run_dir/name``."""
     data = Path(data)
-    if (data / CACHE_INDEX).exists():
+    if is_cache(data):
         return data
     cache = run_dir / name
     result = prepare_dataset(data, cache, progress=progress)

@@ -13,7 +13,6 @@ out, so the card's ``folds`` say which patients each member never saw: that is w
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -23,10 +22,10 @@ import torch
 
 from gliomaseg import __version__
 from gliomaseg.core.errors import InputError
-from gliomaseg.core.machine import machine_info
+from gliomaseg.core.machine import git_commit, machine_info
 from gliomaseg.io.atomic import write_json_atomic
-from gliomaseg.io.cache import load_index, network_axes
-from gliomaseg.io.outputs import CACHE_INDEX, CHECKPOINT_DIR, LAST_CHECKPOINT, RUN_METRICS
+from gliomaseg.io.cache import is_cache, load_index, network_axes
+from gliomaseg.io.outputs import CHECKPOINT_DIR, LAST_CHECKPOINT, RUN_METRICS
 from gliomaseg.models.checkpoint import (
     CHECKPOINT_FORMAT,
     input_scale,
@@ -35,20 +34,6 @@ from gliomaseg.models.checkpoint import (
 )
 from gliomaseg.train.builders import split_cases
 from gliomaseg.train.config import TrainConfig
-
-
-def _code_version() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return f"gliomaseg {__version__} (git {commit})"
 
 
 def bundle_runs(
@@ -92,7 +77,7 @@ def bundle_runs(
     runs, payloads = _load_runs(run_dirs, checkpoint)
     first = payloads[0]
     cache = Path(cache if cache is not None else first["data"])
-    if not (cache / CACHE_INDEX).exists():
+    if not is_cache(cache):
         raise InputError(
             f"{cache}: the runs' prepared cache is not there (the card needs each fold's "
             "validation patients); pass --cache CACHE"
@@ -141,7 +126,7 @@ def bundle_runs(
         "training_seconds": [_train_seconds(run) for run in runs],
         "hardware": hardware or machine_info(),
         "date": date.today().isoformat(),
-        "code_version": _code_version(),
+        "code_version": f"gliomaseg {__version__} (git {git_commit(short=True) or 'unknown'})",
         "weights_dtype": "float16, normalisation statistics float32 (loaded as float32)",
         **(card or {}),
     }
@@ -235,9 +220,9 @@ TRAINING_CASE_NOTE = (
 def _run_cache(run: Path, data: str | None, *, name: str = "cache") -> Path | None:
     """The prepared cache a run trained from: ``data`` itself when it is one, else the
     cache ``train`` prepared inside the run folder (``run/<name>``); None when gone."""
-    if data and (Path(data) / CACHE_INDEX).exists():
+    if data and is_cache(data):
         return Path(data)
-    if (run / name / CACHE_INDEX).exists():
+    if is_cache(run / name):
         return run / name
     return None
 

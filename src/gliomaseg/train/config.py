@@ -17,9 +17,8 @@ import torch
 
 from gliomaseg.core.config import from_dict
 from gliomaseg.core.targets import TargetSpec
-from gliomaseg.io.cache import load_index
+from gliomaseg.io.cache import is_cache, load_index
 from gliomaseg.io.layouts import discover
-from gliomaseg.io.outputs import CACHE_INDEX
 from gliomaseg.models import ModelConfig
 from gliomaseg.models.resize import check_scale
 from gliomaseg.train.augment import AugmentConfig
@@ -222,7 +221,7 @@ def data_kind(data: str | Path) -> str:
     data = Path(data)
     if not data.exists():
         raise FileNotFoundError(f"{data}: no such file or folder; check the path")
-    if (data / CACHE_INDEX).exists():
+    if is_cache(data):
         return "brats" if "t2" in load_index(data)["modalities"] else "lgg"
     refs, _ = discover(data)
     return "lgg" if refs and all(r.layout == "lgg-tiff" for r in refs) else "brats"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,33 @@ def resume_point(run_dir: Path) -> tuple[dict[str, Any] | None, TrainConfig, str
     return None, TrainConfig.from_dict(saved), data
 
 
+def resumable_changes(
+    config: Any, changes: Mapping[str, Any], allowed: Sequence[str], run_dir: Path
+) -> dict[str, Any]:
+    """The settings given on ``--resume`` (None: not given), refusing any outside ``allowed``.
+
+    A setting given with the run's own value is no change. Shared by ``train`` and
+    ``autoencoder train``.
+
+    Raises:
+        InputError: one line naming each setting that cannot change, the run's value and
+            the fix.
+    """
+    given = {k: v for k, v in changes.items() if v is not None}
+    fixed = [k for k, v in given.items() if k not in allowed and getattr(config, k) != v]
+    if fixed:
+        flags = ", ".join(
+            f"--{k.replace('_', '-')} (the run has {getattr(config, k)!r})" for k in fixed
+        )
+        may = ", ".join(f"--{k.replace('_', '-')}" for k in allowed)
+        raise InputError(
+            f"{run_dir}: --resume continues the run as it was configured, so {flags} cannot "
+            f"change; resume without it (only {may} may change), or start a new run with "
+            "-o NEW_RUN_DIR"
+        )
+    return given
+
+
 def resume_changes(
     config: TrainConfig, state: RunState, changes: Mapping[str, Any], *, run_dir: Path
 ) -> tuple[TrainConfig, list[str]]:
@@ -81,17 +108,7 @@ def resume_changes(
         InputError: a setting that cannot change on resume, or ``epochs`` below the epochs
             already trained or past an early stop; one line with the fix.
     """
-    given = {k: v for k, v in changes.items() if v is not None}
-    fixed = [k for k, v in given.items() if k not in RESUME_CHANGES and getattr(config, k) != v]
-    if fixed:
-        flags = ", ".join(
-            f"--{k.replace('_', '-')} (the run has {getattr(config, k)!r})" for k in fixed
-        )
-        raise InputError(
-            f"{run_dir}: --resume continues the run as it was configured, so {flags} cannot "
-            f"change; resume without it (only --epochs, --device and --workers may change), "
-            f"or start a new run with -o NEW_RUN_DIR"
-        )
+    given = resumable_changes(config, changes, RESUME_CHANGES, run_dir)
     notes = []
     epochs = given.get("epochs", config.epochs)
     if epochs != config.epochs:

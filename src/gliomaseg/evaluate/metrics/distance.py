@@ -9,21 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from gliomaseg.core.geometry import bounding_box
+from gliomaseg.core.geometry import bounding_box, check_spacing
 from gliomaseg.evaluate.metrics.counts import EmptyPolicy, check_policy, pair
-
-
-def check_spacing(spacing: Sequence[float] | ArrayLike, ndim: int) -> NDArray[np.float64]:
-    """One positive finite voxel size (mm) per axis of an ``ndim`` mask (a scalar is broadcast)."""
-    sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
-    if sp.size == 1:
-        sp = np.repeat(sp, ndim)
-    if sp.size != ndim or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ValueError(
-            f"spacing {tuple(float(s) for s in sp)} does not fit a {ndim}D mask; give one "
-            "positive voxel size in mm per axis"
-        )
-    return sp
 
 
 def image_diagonal_mm(shape: Sequence[int], spacing: Sequence[float] | ArrayLike) -> float:

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gliomaseg.core.geometry import bounding_box
+from gliomaseg.core.geometry import bounding_box, check_spacing
 from gliomaseg.core.labels import REGIONS
 from gliomaseg.evaluate.metrics.counts import (
     METRIC_NAMES,
@@ -18,7 +18,7 @@ from gliomaseg.evaluate.metrics.counts import (
     formulas,
     pair,
 )
-from gliomaseg.evaluate.metrics.distance import check_spacing, hd95_masks, image_diagonal_mm
+from gliomaseg.evaluate.metrics.distance import hd95_masks, image_diagonal_mm
 
 
 def mask_metrics(

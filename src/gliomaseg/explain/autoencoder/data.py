@@ -30,9 +30,8 @@ from gliomaseg.core.geometry import bounding_box, reorient
 from gliomaseg.explain.autoencoder.config import AutoencoderConfig
 from gliomaseg.explain.shape import solidity_2d
 from gliomaseg.io.atomic import write_with
-from gliomaseg.io.cache import NETWORK_AXES, case_axes, load_index, open_case
+from gliomaseg.io.cache import NETWORK_AXES, case_axes, is_cache, load_index, open_case
 from gliomaseg.io.layouts import discover, read_case
-from gliomaseg.io.outputs import CACHE_INDEX
 
 
 @dataclass
@@ -170,7 +169,7 @@ def load_masks(
         raise FileNotFoundError(f"{path}: no such cache or folder; check --masks")
     failures: list[tuple[str, str]] = []
     # Planes are streamed and resampled one at a time: full-size slices never pile up.
-    if (path / CACHE_INDEX).exists():
+    if is_cache(path):
         out = _fit_planes(_cache_planes(path), config)
     else:
         out = _fit_planes(_case_planes(path, failures), config)

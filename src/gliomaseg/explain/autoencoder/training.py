@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from gliomaseg.core.errors import InputError
 from gliomaseg.explain.autoencoder.config import KIND, AutoencoderConfig
 from gliomaseg.explain.autoencoder.data import MaskSet, load_masks, split_patients
 from gliomaseg.explain.autoencoder.model import (
@@ -43,6 +42,7 @@ from gliomaseg.io.outputs import RUN_CONFIG, RUN_METRICS, run_checkpoint
 from gliomaseg.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from gliomaseg.train.datasets import EpochSampler
 from gliomaseg.train.losses import build_loss
+from gliomaseg.train.resume import resumable_changes
 from gliomaseg.train.runs import (
     RunState,
     TrainingProgress,
@@ -160,17 +160,7 @@ def _resume_config(
 ) -> AutoencoderConfig:
     """The run's own config with :data:`RESUME_CHANGES` applied; any other change refused."""
     config = AutoencoderConfig.from_dict(ckpt["train_config"])
-    given = {k: v for k, v in changes.items() if v is not None}
-    fixed = [k for k, v in given.items() if k not in RESUME_CHANGES and getattr(config, k) != v]
-    if fixed:
-        flags = ", ".join(
-            f"--{k.replace('_', '-')} (the run has {getattr(config, k)!r})" for k in fixed
-        )
-        raise InputError(
-            f"{run}: --resume continues the run as it was configured, so {flags} cannot "
-            "change; resume without it (only --epochs and --device may change), or start a "
-            "new run with -o NEW_RUN"
-        )
+    given = resumable_changes(config, changes, RESUME_CHANGES, run)
     return replace(config, **{k: given[k] for k in RESUME_CHANGES if k in given})
 
 
