@@ -190,9 +190,9 @@ def test_hd95_distance_transform_and_kdtree_paths_agree(monkeypatch):
 def test_bad_inputs_raise_value_errors_naming_the_fix():
     with pytest.raises(ValueError, match="same voxel grid"):
         m.confusion(np.zeros((2, 2)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="one positive voxel size"):
+    with pytest.raises(ValueError, match="positive voxel sizes in mm"):
         m.hd95(np.ones((2, 2, 2)), np.ones((2, 2, 2)), spacing=(1, 1))
-    with pytest.raises(ValueError, match="one positive voxel size"):
+    with pytest.raises(ValueError, match="positive voxel sizes in mm"):
         m.volume_ml(np.ones((2, 2, 2)), (1, 0, 1))
     with pytest.raises(ValueError, match="empty-mask policy"):
         m.dice(m.Counts(0, 0, 0, 1), empty="zero")  # type: ignore[arg-type]
