@@ -109,7 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present"
     )
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast in both pipelines")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="bf16 autocast in both pipelines where the device has it natively (what "
+        "'gliomaseg segment' does by default; without --amp both run float32, the CLI with --fp32)",
+    )
     parser.add_argument("--tta", action="store_true", help="4 in-plane flips in both pipelines")
     parser.add_argument(
         "--reference-inferer",
@@ -216,7 +221,11 @@ def run_gliomaseg(args: argparse.Namespace, device: str) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     baseline = _rss_mb()
     config = SegmentConfig(
-        device=device, amp=args.amp, tta=args.tta, batch_size=args.batch_size, overwrite=True
+        device=device,
+        fp32=not args.amp,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        overwrite=True,
     )
     out = OutputFolder(args.out / f"gliomaseg_{device}", overwrite=True)
 
@@ -254,7 +263,7 @@ def run_monai(args: argparse.Namespace, device: str) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     baseline = _rss_mb()
     target = TargetSpec.from_dict(meta["target"])
-    predictor = _Probabilities(model, target, amp=args.amp, tta=args.tta)
+    predictor = _Probabilities(model, target, amp=_bf16(args, device), tta=args.tta)
     multiple = input_multiple(ModelConfig.from_dict(meta["model_config"]))
     load, channel_first = LoadImage(image_only=True), EnsureChannelFirst()
     normalise = NormalizeIntensity(nonzero=True, channel_wise=True)
@@ -459,6 +468,15 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- cold CLI
 
 
+def _bf16(args: argparse.Namespace, device: str) -> bool:
+    """Whether ``--amp`` means bf16 on ``device`` (native bf16 only: emulated is slower)."""
+    import torch
+
+    from gliomaseg.train.runs import use_bf16
+
+    return use_bf16(torch.device(device), args.amp)
+
+
 def cold_cli(args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Wall seconds of ``gliomaseg segment`` in a fresh process, ``--cold-runs`` times.
 
@@ -469,7 +487,7 @@ def cold_cli(args: argparse.Namespace, device: str) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     command = [sys.executable, "-m", "gliomaseg", "segment", str(args.case), "--model"]
     command += [str(args.model), "--device", device, "--batch-size", str(args.batch_size)]
-    command += ["--no-progress"] + ["--tta"] * args.tta
+    command += ["--no-progress"] + ["--tta"] * args.tta + ["--fp32"] * (not args.amp)
     walls: list[float] = []
     load_before = os.getloadavg()
     for i in range(args.cold_runs):
@@ -482,8 +500,10 @@ def cold_cli(args: argparse.Namespace, device: str) -> dict[str, Any]:
         if proc.returncode != 0:
             return {"error": proc.stderr.splitlines()[-5:]}
     return {
-        "command": "gliomaseg segment CASE -o OUT --model MODEL --no-progress (fresh process)",
-        "bf16_autocast": False,  # the CLI has no --amp
+        "command": "gliomaseg segment CASE -o OUT --model MODEL --no-progress"
+        + ("" if args.amp else " --fp32")
+        + " (fresh process)",
+        "bf16_autocast": _bf16(args, device),
         "seconds": {
             "min": round(min(walls), 3),
             "median": round(statistics.median(walls), 3),

@@ -26,7 +26,7 @@ from gliomaseg.models.checkpoint import input_scale, load_model
 from gliomaseg.models.inference import fuse_batch_norm, instance_norm_as_group_norm
 from gliomaseg.segment.config import SegmentConfig
 from gliomaseg.segment.postprocess import PostprocessConfig
-from gliomaseg.train.runs import resolve_device
+from gliomaseg.train.runs import resolve_device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,10 @@ class Segmenter:
     #: Axes of the arrays the model was trained on (:func:`gliomaseg.io.cache.network_axes`);
     #: cases are reoriented to them for the network and back.
     axes: str = NETWORK_AXES
+
+    def bf16(self, config: SegmentConfig) -> bool:
+        """Whether inference runs under bf16 autocast (``SegmentConfig.fp32`` says why not)."""
+        return use_bf16(self.device, not config.fp32)
 
     @classmethod
     def load(cls, model: str | Path, *, device: str = "auto") -> Segmenter:

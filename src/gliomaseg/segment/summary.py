@@ -66,6 +66,7 @@ def summarise(
             model_training_cases(seg.source, seg.meta), case.case_id, case.meta.get("patient", "")
         ),
         "tta": config.tta,
+        "precision": "bf16" if seg.bf16(config) else "fp32",
         "flag_threshold": flags["review"]["threshold"],
         "slices": [
             {

@@ -77,7 +77,7 @@ def predict_case(
             target=seg.target,
             roi_size=seg.roi_size,
             device=seg.device,
-            amp=config.amp,
+            amp=seg.bf16(config),
         )
     else:
         probs = predict_volume(
@@ -88,7 +88,7 @@ def predict_case(
             batch_size=config.batch_size,
             context=seg.context,
             device=seg.device,
-            amp=config.amp,
+            amp=seg.bf16(config),
             tta=config.tta,
             channels_last=True,
             input_scale=seg.input_scale,
