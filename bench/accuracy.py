@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, required=True, help="prepared cache of the data")
     parser.add_argument("--agreement", type=Path, help="folder of cases with isen-20 outputs")
     parser.add_argument("--tta", action="store_true", help="average over in-plane flips")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="bf16 autocast where the CPU has native bf16 (segment's default there); "
+        "default: float32, as 'segment --fp32'",
+    )
     parser.add_argument("--max-cases", type=int, default=None, help="per fold (smoke tests)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
@@ -339,7 +345,8 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
         case_dir = isen.parent.parent
         case = read_case(case_dir / "images")
         start = time.perf_counter()
-        label, _ = predict_case(case, seg, SegmentConfig(tta=tta))
+        # fp32=True: the precision is main's autocast (bf16 only with --amp), as for the folds.
+        label, _ = predict_case(case, seg, SegmentConfig(tta=tta, fp32=True))
         label, _ = postprocess(label, voxel_ml=case.voxel_volume_ml, config=post)
         seconds = time.perf_counter() - start
         ours = case.to_source(label)
@@ -399,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     from gliomaseg.core.machine import report_header
     from gliomaseg.models.checkpoint import load_checkpoint
     from gliomaseg.segment.models import resolve_model
+    from gliomaseg.train.runs import use_bf16
 
     torch.set_num_threads(args.threads)
+    # Everything below predicts under one precision: bf16 autocast only where native.
+    bf16 = use_bf16(torch.device("cpu"), args.amp)
+    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16).__enter__()
     load_before = os.getloadavg()
     path = resolve_model(args.model)
     payload = load_checkpoint(path)
@@ -478,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "cache": str(args.cache),
             "tta": args.tta,
+            "bf16_autocast": bf16,
             "max_cases": args.max_cases,
             "min_component_ml": args.min_component_ml,
             "unseen": args.unseen,
