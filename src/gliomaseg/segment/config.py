@@ -23,7 +23,7 @@ class SegmentConfig:
     #: Compute in float32 even where bf16 is native. By default the network runs under bf16
     #: autocast on CUDA and on CPUs with native bf16 (AVX-512 BF16 or AMX; 1.4x faster here),
     #: float32 elsewhere (emulated bf16 is slower). Cross-validated on the 49 BraTS patients:
-    #: per-patient Dice within 0.006 of float32, means within 0.0003 (README, Speed).
+    #: per-patient Dice within 0.006 of float32, means within 0.0002 (README, Speed).
     fp32: bool = False
     overwrite: bool = False
     #: None: the model's own recommendation (tuned in cross-validation, stored when bundled),
