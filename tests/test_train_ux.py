@@ -22,7 +22,7 @@ from gliomaseg.models.checkpoint import load_checkpoint
 from gliomaseg.train import loop as train_module
 from gliomaseg.train.config import TrainConfig, choose_preset, data_kind, load_config
 from gliomaseg.train.loop import resume_training, slow_epoch_warning, train
-from gliomaseg.train.runs import CheckpointClock, TrainingProgress, format_duration
+from gliomaseg.train.runs import CheckpointClock, ProgressLines, format_duration
 
 #: Two short epochs of the tiny model: 2 x 6 steps, a cosine schedule.
 SHORT = {**TINY_TRAIN, "epochs": 2, "steps_per_epoch": 6, "batch_size": 4, "scheduler": "cosine"}
@@ -64,15 +64,8 @@ def _interrupt_after(monkeypatch, steps: int) -> None:
 def test_progress_lines_without_a_terminal(caplog):
     caplog.set_level(logging.INFO, logger="gliomaseg")
     clock = FakeClock()
-    bar = TrainingProgress(
-        enabled=True,
-        total=20,
-        done=0,
-        steps_per_epoch=10,
-        log_every=30.0,
-        terminal=False,
-        clock=clock,
-    )
+    bar = ProgressLines(log_every=30.0, clock=clock)
+    bar.start(total=20, done=0, steps_per_epoch=10)
     for step in range(13):
         clock.now = 10.0 * (step + 1)  # 10 s per step
         bar.advance(0.5)
@@ -94,7 +87,8 @@ def test_progress_lines_without_a_terminal(caplog):
 
 def test_progress_without_terminal_or_when_disabled_logs_epochs_only(caplog):
     caplog.set_level(logging.INFO, logger="gliomaseg")
-    bar = TrainingProgress(enabled=False, total=4, done=0, steps_per_epoch=2, terminal=False)
+    bar = ProgressLines(steps=False)
+    bar.start(total=4, done=0, steps_per_epoch=2)
     bar.advance(0.1)
     bar.epoch_done(1, {"train_loss": 0.1, "lr": 1e-3, "dice_mean": 0.75})
     assert [r.getMessage() for r in caplog.records] == [
@@ -356,3 +350,20 @@ def test_every_flag_has_help_that_states_its_default(monkeypatch):
                 assert str(action.default) in shown, name
     assert not missing, f"options without help: {missing}"
     assert not silent, f"help that does not state the default: {silent}"
+
+
+def test_terminal_bar_counts_steps_and_prints_epoch_lines(capsys):
+    from gliomaseg.cli.training_bar import TrainingBar, training_monitor
+
+    bar = TrainingBar()
+    bar.start(total=4, done=1, steps_per_epoch=2)
+    for _ in range(3):
+        bar.advance(0.25)
+    assert bar.done == 4
+    assert bar.progress is not None and bar.progress.tasks[0].completed == 4
+    bar.epoch_done(2, {"train_loss": 0.25, "lr": 1e-3, "dice_mean": 0.5})
+    bar.close()
+    assert bar.progress is None
+    assert "epoch 2: loss 0.2500  val dice 0.5000" in capsys.readouterr().err
+    # Under pytest stderr is not a terminal: log lines, not a bar.
+    assert type(training_monitor(log_every=5.0)) is ProgressLines

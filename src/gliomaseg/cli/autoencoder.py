@@ -98,10 +98,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from gliomaseg.cli.training_bar import training_monitor
     from gliomaseg.explain.autoencoder.data import load_masks
     from gliomaseg.explain.autoencoder.training import train_autoencoder
 
     progress = not args.no_progress
+    monitor = training_monitor()
     given = {k: getattr(args, k) for k in _CONFIG_FLAGS}
     if args.resume:
         if args.masks is not None or args.output is not None:
@@ -117,6 +119,7 @@ def _run_train(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             changes=changes,
             progress=progress,
+            monitor=monitor,
         )
         skipped: list[dict[str, str]] = []
     else:
@@ -126,7 +129,7 @@ def _run_train(args: argparse.Namespace) -> int:
         data, failures = load_masks(args.masks, config=config)
         skipped = [{"path": p, "reason": m} for p, m in failures]
         state = train_autoencoder(
-            config, data, args.output, source=str(args.masks), progress=progress
+            config, data, args.output, source=str(args.masks), progress=progress, monitor=monitor
         )
     best = "-" if state.best_epoch < 0 else f"{state.best_metric:.4f} at epoch {state.best_epoch}"
     print(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gliomaseg.cli.console import report_failures
+from gliomaseg.cli.console import report_failures, track
 from gliomaseg.cli.options import add_layout_flags, add_output, add_overwrite, layout_config
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         config=cfg,
         layout_config=layout_config(args),
         overwrite=args.overwrite,
-        progress=True,
+        track=lambda refs: track(refs, "prepare"),
     )
     print(json.dumps(result.summary(), indent=2))
     return report_failures(

@@ -144,10 +144,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.checkpoint_every < 0 or args.log_every <= 0:
         raise InputError("--checkpoint-every must be >= 0 and --log-every > 0")
+    from gliomaseg.cli.training_bar import training_monitor
+
     options = {
         "progress": not args.no_progress,
         "checkpoint_minutes": args.checkpoint_every,
-        "log_every": args.log_every,
+        "monitor": training_monitor(log_every=args.log_every),
     }
     if args.resume:
         return _resume(args, options)

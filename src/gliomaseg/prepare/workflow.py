@@ -14,6 +14,7 @@ import re
 import resource
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,10 +231,13 @@ def prepare_dataset(
     layout_config: LayoutConfig | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    track: Callable[[list[CaseRef]], Iterable[CaseRef]] | None = None,
 ) -> PrepareResult:
     """Preprocess every case under ``data`` into ``cache`` (resumable, one case in RAM).
 
-    A case that fails to read is reported in ``failures`` and the others go on.
+    A case that fails to read is reported in ``failures`` and the others go on. Progress:
+    ``track`` wraps the list of cases (the command line's bar), else with ``progress`` one
+    log line per case.
 
     Raises:
         FileNotFoundError / ValueError: ``data`` missing or holding no case; a cache written
@@ -254,7 +258,7 @@ def prepare_dataset(
     result = PrepareResult(cache=cache, failures=[(str(p), msg) for p, msg in bad])
     modalities = config.modalities
     entries: dict[str, dict[str, Any]] = {}
-    for ref in _iterate(refs, progress):
+    for ref in track(refs) if track is not None else _iterate(refs, progress):
         folder = case_dir(cache, ref.case_id)
         try:
             if (folder / CASE_META).exists() and out.owns(folder) and not overwrite:
@@ -284,13 +288,11 @@ def prepare_dataset(
     return result
 
 
-def _iterate(refs: list[CaseRef], progress: bool) -> Any:
-    if not progress:
-        return refs
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(refs, description="prepare", console=Console(stderr=True))
+def _iterate(refs: list[CaseRef], progress: bool) -> Iterator[CaseRef]:
+    for i, ref in enumerate(refs, 1):
+        if progress:
+            log.info("prepare %d/%d: %s", i, len(refs), ref.case_id)
+        yield ref
 
 
 def _check_existing_settings(cache: Path, config: PrepareConfig, overwrite: bool) -> None:

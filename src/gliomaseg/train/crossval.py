@@ -36,7 +36,7 @@ def train_folds(
         config: :class:`gliomaseg.train.config.TrainConfig`; its ``fold`` is ignored.
         data: Dataset folder or prepared cache (the folds are the cache's).
         train_options: Passed to :func:`gliomaseg.train.loop.train` (``checkpoint_minutes``,
-            ``log_every``).
+            ``monitor``).
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ from gliomaseg.models.inference import autocast
 from gliomaseg.train.config import DEFAULT_PRESETS, TrainConfig
 from gliomaseg.train.runs import (
     CheckpointClock,
+    ProgressLines,
     RunState,
-    TrainingProgress,
     append_metrics,
     format_duration,
     plot_curves,
@@ -61,7 +61,7 @@ def train(
     *,
     progress: bool = True,
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
-    log_every: float = 30.0,
+    monitor: ProgressLines | None = None,
 ) -> RunState:
     """Train a new run of ``config`` on ``data`` into ``run_dir``; returns the final run state.
 
@@ -69,17 +69,18 @@ def train(
         config: The settings.
         data: Dataset folder or prepared cache.
         run_dir: The run folder (must not hold a run yet: :func:`resume_training` continues one).
-        progress: A progress bar on a terminal, progress lines every ``log_every`` seconds
-            elsewhere (epoch lines are logged either way).
+        progress: Progress lines while training (and while preparing raw data); off, only
+            epoch lines are logged.
         checkpoint_minutes: Also checkpoint inside an epoch when this many minutes passed
             since the last checkpoint (0: epoch ends and ``save_every_steps`` only).
-        log_every: Seconds between progress lines when stderr is not a terminal.
+        monitor: What shows the progress (default: :class:`ProgressLines`, log lines every
+            30 s; the command line passes a terminal bar).
 
     Raises:
         ValueError: bad config, missing modalities, an existing run in ``run_dir``.
     """
     run = start_run(config, data, run_dir, progress=progress)
-    return fit(run, progress=progress, checkpoint_minutes=checkpoint_minutes, log_every=log_every)
+    return fit(run, progress=progress, checkpoint_minutes=checkpoint_minutes, monitor=monitor)
 
 
 def resume_training(
@@ -88,21 +89,21 @@ def resume_training(
     changes: Mapping[str, Any] | None = None,
     progress: bool = True,
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
-    log_every: float = 30.0,
+    monitor: ProgressLines | None = None,
 ) -> RunState:
     """Continue the run in ``run_dir`` exactly where its last checkpoint stopped.
 
     Args:
         run_dir, changes: As for :func:`gliomaseg.train.session.resume_run` (a run killed
             before its first checkpoint starts again; only some settings may change).
-        progress, checkpoint_minutes, log_every: As for :func:`train`.
+        progress, checkpoint_minutes, monitor: As for :func:`train`.
 
     Raises:
         FileNotFoundError: no run in ``run_dir``.
         InputError: a change a resume cannot make, or a corrupt checkpoint.
     """
     run = resume_run(run_dir, changes=changes, progress=progress)
-    return fit(run, progress=progress, checkpoint_minutes=checkpoint_minutes, log_every=log_every)
+    return fit(run, progress=progress, checkpoint_minutes=checkpoint_minutes, monitor=monitor)
 
 
 def fit(
@@ -110,18 +111,23 @@ def fit(
     *,
     progress: bool = True,
     checkpoint_minutes: float = CHECKPOINT_MINUTES,
-    log_every: float = 30.0,
+    monitor: ProgressLines | None = None,
 ) -> RunState:
-    """Train ``run`` to its last epoch (or an early stop); returns the final run state."""
+    """Train ``run`` to its last epoch (or an early stop); returns the final run state.
+
+    ``monitor`` shows the progress on rank 0 (default: log lines); with ``progress`` off, and
+    on the other ranks, only epoch lines are logged.
+    """
     config, state = run.config, run.state
     _log_start(run, checkpoint_minutes)
     clock = CheckpointClock(checkpoint_minutes)
-    bar = TrainingProgress(
-        enabled=progress and run.rank == 0,
+    if not progress or run.rank != 0:
+        monitor = ProgressLines(steps=False)
+    bar = monitor if monitor is not None else ProgressLines()
+    bar.start(
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
         steps_per_epoch=config.steps_per_epoch,
-        log_every=log_every,
     )
     pace = _PaceCheck(config, run.device, enabled=run.rank == 0)
     try:
@@ -160,7 +166,7 @@ def _log_start(run: Run, checkpoint_minutes: float) -> None:
     )
 
 
-def _train_epoch(run: Run, bar: TrainingProgress, pace: _PaceCheck, clock: CheckpointClock) -> None:
+def _train_epoch(run: Run, bar: ProgressLines, pace: _PaceCheck, clock: CheckpointClock) -> None:
     """The rest of the current epoch's steps, with the timed checkpoints inside it."""
     config, state = run.config, run.state
     run.sampler.set_epoch(state.epoch, skip=state.step * config.batch_size)

@@ -12,7 +12,6 @@ import io
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,76 +125,42 @@ class CheckpointClock:
         self.last = self.clock()
 
 
-class TrainingProgress:
-    """Training progress on stderr (rank 0 only).
+class ProgressLines:
+    """Training progress as log lines (rank 0): what logs, pipes and batch jobs show.
 
-    On a terminal, a rich progress bar with the running loss and the last validation Dice.
-    Elsewhere (a log file, a pipe, a batch job), log lines: the first step, then one every
-    ``log_every`` seconds (``epoch 2/30  step 40/60  loss 0.4321  elapsed 3m12s  ETA 41m05s``).
-    Every epoch ends with a line of its loss, validation Dice (when there is validation) and
-    learning rate, also with ``enabled=False``.
+    With ``steps`` on: the first step, then one line every ``log_every`` seconds
+    (``epoch 2/30  step 40/60  loss 0.4321  elapsed 3m12s  ETA 41m05s``). Every epoch ends
+    with a line of its loss, validation Dice (when there is validation) and learning rate,
+    with ``steps`` off too. The library only logs (``logging``); the command line shows a
+    progress bar on a terminal instead (:class:`gliomaseg.cli.console.TrainingBar`, a
+    subclass), so bars live in ``cli/``. :meth:`start` is called by each training run
+    (once per fold of a cross-validation), :meth:`close` when it ends.
     """
 
-    def __init__(
-        self,
-        *,
-        enabled: bool,
-        total: int,
-        done: int,
-        steps_per_epoch: int | None = None,
-        log_every: float = 30.0,
-        terminal: bool | None = None,
-        clock: Any = time.monotonic,
-    ):
-        self.enabled = enabled
+    def __init__(self, *, steps: bool = True, log_every: float = 30.0, clock: Any = time.monotonic):
+        self.steps, self.log_every, self.clock = steps, log_every, clock
+        self.start(total=0, done=0)
+
+    def start(self, *, total: int, done: int, steps_per_epoch: int | None = None) -> None:
+        """A run of ``total`` steps begins (or resumes) after ``done`` of them."""
         self.dice = float("nan")
         self.total, self.done, self.start_done = total, done, done
         self.steps_per_epoch = steps_per_epoch
-        self.log_every, self.clock = log_every, clock
-        self.start = self.last_line = clock()
-        self.lines = False
-        if terminal is None:
-            terminal = sys.stderr.isatty()
-        if enabled and not terminal:
-            self.enabled, self.lines = False, True
-        if not self.enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-        )
-        self.task = self.progress.add_task("train", total=total, completed=done, info="")
-        self.progress.start()
+        self.begin = self.last_line = self.clock()
 
     def advance(self, loss: float) -> None:
+        """One training step done with this loss."""
         self.done += 1
-        if self.enabled:
-            info = f"loss {loss:.4f}" + (
-                f"  val dice {self.dice:.3f}" if math.isfinite(self.dice) else ""
-            )
-            self.progress.update(self.task, advance=1, info=info)
-        elif self.lines:
-            now = self.clock()
-            if self.done - self.start_done == 1 or now - self.last_line >= self.log_every:
-                self.last_line = now
-                log.info("%s", self.line(loss, now))
+        now = self.clock()
+        if self.steps and (
+            self.done - self.start_done == 1 or now - self.last_line >= self.log_every
+        ):
+            self.last_line = now
+            log.info("%s", self.line(loss, now))
 
     def line(self, loss: float, now: float) -> str:
         """``epoch E/N  step S/M  loss L  elapsed T  ETA T`` for the step just done."""
-        elapsed = now - self.start
+        elapsed = now - self.begin
         steps = self.done - self.start_done
         eta = elapsed / steps * (self.total - self.done) if steps else float("inf")
         where = f"step {self.done}/{self.total}"
@@ -208,15 +173,15 @@ class TrainingProgress:
             f"ETA {format_duration(eta)}"
         )
 
-    def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
+    def epoch_text(self, epoch: int, row: dict[str, Any]) -> str:
+        """``epoch E: loss L  val dice D  lr R`` (remembers the Dice for the bar)."""
         self.dice = float(row.get("dice_mean", float("nan")))
         val = f"  val dice {self.dice:.4f}" if math.isfinite(self.dice) else ""
-        text = f"epoch {epoch}: loss {row['train_loss']:.4f}{val}  lr {row['lr']:.2e}"
-        if self.enabled:
-            self.progress.console.print(text)
-        else:
-            log.info("%s", text)
+        return f"epoch {epoch}: loss {row['train_loss']:.4f}{val}  lr {row['lr']:.2e}"
+
+    def epoch_done(self, epoch: int, row: dict[str, Any]) -> None:
+        """The epoch's line (metrics.csv's row)."""
+        log.info("%s", self.epoch_text(epoch, row))
 
     def close(self) -> None:
-        if self.enabled:
-            self.progress.stop()
+        """The run ended (normally or not)."""

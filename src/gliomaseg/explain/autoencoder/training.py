@@ -44,8 +44,8 @@ from gliomaseg.train.datasets import EpochSampler
 from gliomaseg.train.losses import build_loss
 from gliomaseg.train.resume import resumable_changes
 from gliomaseg.train.runs import (
+    ProgressLines,
     RunState,
-    TrainingProgress,
     append_metrics,
     plot_curves,
     resolve_device,
@@ -69,6 +69,7 @@ def train_autoencoder(
     changes: Mapping[str, Any] | None = None,
     source: str | None = None,
     progress: bool = True,
+    monitor: ProgressLines | None = None,
 ) -> RunState:
     """Train (or resume) an autoencoder run; returns the final run state.
 
@@ -83,7 +84,8 @@ def train_autoencoder(
             given); only :data:`RESUME_CHANGES` may differ from the run's own.
         source: Where the masks came from, recorded in the run (default: ``masks`` when it
             is a path).
-        progress: Show the progress bar on stderr.
+        progress: Progress while training (off: epoch lines only).
+        monitor: What shows it (default: log lines; the command line passes a terminal bar).
 
     Raises:
         ValueError: a bad config, no masks, a corrupt checkpoint, an existing run folder
@@ -113,8 +115,8 @@ def train_autoencoder(
         "preprocessing": _preprocessing(config),
     }
     loop = _Loop(model, optimizer, build_loss({"name": "dice_bce"}), data, config, device)
-    bar = TrainingProgress(
-        enabled=progress,
+    bar = (monitor or ProgressLines()) if progress else ProgressLines(steps=False)
+    bar.start(
         total=config.epochs * config.steps_per_epoch,
         done=state.epoch * config.steps_per_epoch + state.step,
         steps_per_epoch=config.steps_per_epoch,
