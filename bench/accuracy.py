@@ -393,7 +393,6 @@ def update_card(card_path: Path, report: dict[str, Any], choice: dict[str, Any] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    # One linear run (load, predict every fold, choose postprocessing, score, report): long, not deep.
     args = parse_args(argv)
     if args.unseen and (args.update_card or args.choose_postprocessing):
         print(
@@ -403,15 +402,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from gliomaseg.core.machine import report_header
-    from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.segment.models import resolve_model
     from gliomaseg.train.runs import use_bf16
 
     torch.set_num_threads(args.threads)
-    # Everything below predicts under one precision: bf16 autocast only where native.
+    # Everything predicts under one precision: bf16 autocast only where native. A `with`
+    # block, never a bare __enter__: a context left open keeps autocast's weight cache alive
+    # and corrupts any training that follows in the same process (the test suite's).
     bf16 = use_bf16(torch.device("cpu"), args.amp)
-    torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16).__enter__()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return _score(args, bf16)
+
+
+def _score(args: argparse.Namespace, bf16: bool) -> int:
+    """:func:`main` after its checks, under the chosen precision."""
+    import torch
+
+    # One linear run (load, predict every fold, choose postprocessing, score, report): long, not deep.
+    from gliomaseg.core.machine import report_header
+    from gliomaseg.models.checkpoint import load_checkpoint
+    from gliomaseg.segment.models import resolve_model
+
     load_before = os.getloadavg()
     path = resolve_model(args.model)
     payload = load_checkpoint(path)
