@@ -72,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--checkpoint", default="best.pt", help="file in RUN/checkpoints")
     parser.add_argument("--no-tta", action="store_true", help="no flips (no disagreement)")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="predict under bf16 autocast where the CPU has it natively (segment's default there)",
+    )
     parser.add_argument("--max-cases", type=int, default=None, help="per fold (smoke tests)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
@@ -156,7 +161,7 @@ def patient_record(
     }
 
 
-def _key(run: Path, checkpoint: Path, *, tta: bool) -> str:
+def _key(run: Path, checkpoint: Path, *, tta: bool, bf16: bool = False) -> str:
     """Run, checkpoint version, settings and the component constants of the records."""
     from gliomaseg.segment.uncertainty import P_FLOOR, SMOOTH_MM2
 
@@ -164,6 +169,7 @@ def _key(run: Path, checkpoint: Path, *, tta: bool) -> str:
     text = (
         f"{run.resolve()}|{checkpoint.name}|{stat.st_size}|{stat.st_mtime_ns}|tta={tta}"
         f"|smooth={SMOOTH_MM2}|floor={P_FLOOR}"
+        + ("|bf16" if bf16 else "")  # float32 records keep their old key
     )
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
@@ -175,9 +181,12 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
     second...), so a run stopped early leaves every fold about equally covered, and
     ``--cached-only`` evaluates what is kept without predicting.
     """
+    import torch
+
     from gliomaseg.io.atomic import write_json_atomic
     from gliomaseg.io.cache import load_index
     from gliomaseg.models.checkpoint import load_checkpoint
+    from gliomaseg.train.runs import use_bf16
 
     accuracy = _accuracy()
     index = load_index(args.cache)
@@ -188,7 +197,8 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
         payload = load_checkpoint(path)
         fold = int(payload["train_config"]["fold"])
         folds.append(fold)
-        keep = args.work / f"{run.name}-{_key(run, path, tta=not args.no_tta)}"
+        bf16 = use_bf16(torch.device("cpu"), args.amp)
+        keep = args.work / f"{run.name}-{_key(run, path, tta=not args.no_tta, bf16=bf16)}"
         patients = [p for p in sorted(index["folds"][fold]["val"]) if p in labelled]
         plans.append(
             {
@@ -464,7 +474,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load_before = os.getloadavg()
     start = time.perf_counter()
-    with torch.inference_mode():
+    from gliomaseg.train.runs import use_bf16
+
+    bf16 = use_bf16(torch.device("cpu"), args.amp)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         records, folds = predict_runs(args)
     variants = sorted({r["variants"] for r in records})
     report = {
@@ -477,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             "cache": str(args.cache),
             "checkpoint": args.checkpoint,
             "tta": not args.no_tta,
+            "bf16_autocast": bf16,
             "max_cases": args.max_cases,
             "cached_only": args.cached_only,
             "patients_per_fold": {
