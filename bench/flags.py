@@ -174,19 +174,20 @@ def _key(run: Path, checkpoint: Path, *, tta: bool, bf16: bool = False) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[int]]:
+def predict_runs(
+    args: argparse.Namespace, *, bf16: bool = False
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Records of the held-out patients of every run (read from ``--work`` when kept).
+
+    ``bf16``: the caller predicts under bf16 autocast (records are kept per precision).
 
     Patients are visited round-robin over the runs (the first of each fold, then the
     second...), so a run stopped early leaves every fold about equally covered, and
     ``--cached-only`` evaluates what is kept without predicting.
     """
-    import torch
-
     from gliomaseg.io.atomic import write_json_atomic
     from gliomaseg.io.cache import load_index
     from gliomaseg.models.checkpoint import load_checkpoint
-    from gliomaseg.train.runs import use_bf16
 
     accuracy = _accuracy()
     index = load_index(args.cache)
@@ -197,7 +198,6 @@ def predict_runs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[i
         payload = load_checkpoint(path)
         fold = int(payload["train_config"]["fold"])
         folds.append(fold)
-        bf16 = use_bf16(torch.device("cpu"), args.amp)
         keep = args.work / f"{run.name}-{_key(run, path, tta=not args.no_tta, bf16=bf16)}"
         patients = [p for p in sorted(index["folds"][fold]["val"]) if p in labelled]
         plans.append(
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bf16 = use_bf16(torch.device("cpu"), args.amp)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        records, folds = predict_runs(args)
+        records, folds = predict_runs(args, bf16=bf16)
     variants = sorted({r["variants"] for r in records})
     report = {
         **report_header(

@@ -22,8 +22,6 @@ class TrainingBar(ProgressLines):
 
     def start(self, *, total: int, done: int, steps_per_epoch: int | None = None) -> None:
         super().start(total=total, done=done, steps_per_epoch=steps_per_epoch)
-        if total <= 0:  # the constructor's reset: no run yet
-            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

@@ -139,7 +139,7 @@ class ProgressLines:
 
     def __init__(self, *, steps: bool = True, log_every: float = 30.0, clock: Any = time.monotonic):
         self.steps, self.log_every, self.clock = steps, log_every, clock
-        self.start(total=0, done=0)
+        ProgressLines.start(self, total=0, done=0)  # the counters, not a subclass's display
 
     def start(self, *, total: int, done: int, steps_per_epoch: int | None = None) -> None:
         """A run of ``total`` steps begins (or resumes) after ``done`` of them."""
