@@ -19,7 +19,7 @@ from gliomaseg.cli.segment import StageProgress
 from gliomaseg.core.errors import InputError
 from gliomaseg.io.writers import write_layout
 from gliomaseg.segment.models import run_checkpoint
-from gliomaseg.segment.workflow import STAGES
+from gliomaseg.segment.workflow import DONE, FAILED, STAGES
 from gliomaseg.synthetic.phantoms import make_case
 
 
@@ -59,10 +59,19 @@ def test_stage_progress_moves_within_a_case():
         for name in STAGES:
             bar.stage(name)
             done.append(bar.progress.tasks[0].completed)
-        bar.end_case()
+        bar.end_case(DONE)
         assert done == [0, 1, 2, 3]  # a single case does not sit at 0% through inference
         assert bar.progress.tasks[0].completed == bar.progress.tasks[0].total == 4
         assert bar.progress.tasks[0].fields["where"] == "Case_001: done"
+
+
+def test_stage_progress_says_failed_for_a_failed_case():
+    bar = StageProgress(2, enabled=True)
+    with bar:
+        bar(0, 2, "Case_001", STAGES[0])
+        bar(0, 2, "Case_001", FAILED)
+        assert bar.progress.tasks[0].fields["where"] == "Case_001: failed"
+        assert bar.progress.tasks[0].completed == len(STAGES)  # the bar still moves on
 
 
 def test_a_training_run_folder_is_a_model(tiny_run, tmp_path, caplog, capsys):

@@ -134,9 +134,9 @@ class StageProgress:
     """
 
     def __init__(self, n_cases: int = 0, *, enabled: bool) -> None:
-        from gliomaseg.segment.workflow import DONE, STAGES  # lazily: --help stays fast
+        from gliomaseg.segment.workflow import DONE, FAILED, STAGES  # lazily: --help stays fast
 
-        self.stages, self.done_stage = STAGES, DONE
+        self.stages, self.end_stages = STAGES, (DONE, FAILED)
         self.enabled, self.n_cases, self.index = enabled, n_cases, -1
         self.case_id = ""
         self.started = False
@@ -168,8 +168,8 @@ class StageProgress:
             self.n_cases = n_cases
             if self.enabled:
                 self.progress.update(self.task, total=n_cases * len(self.stages))
-        if stage == self.done_stage:
-            self.end_case()
+        if stage in self.end_stages:
+            self.end_case(stage)
             return
         if index != self.index:
             self.index = index - 1
@@ -191,7 +191,8 @@ class StageProgress:
             where = f"{case}{self.case_id}: {name}"
             self.progress.update(self.task, completed=done, where=where)
 
-    def end_case(self) -> None:
+    def end_case(self, outcome: str) -> None:
+        """The current case ended: ``done`` or ``failed``."""
         if self.enabled:
             done = (self.index + 1) * len(self.stages)
-            self.progress.update(self.task, completed=done, where=f"{self.case_id}: done")
+            self.progress.update(self.task, completed=done, where=f"{self.case_id}: {outcome}")

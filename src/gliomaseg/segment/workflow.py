@@ -140,10 +140,12 @@ def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None
 
 #: The stages of one case that ``segment_case`` reports to its ``stage`` callback.
 STAGES = ("read", "infer", "postprocess", "write")
-#: The stage :func:`segment_inputs` reports after a case ends, finished or failed.
-DONE = "done"
+#: The stages :func:`segment_inputs` reports after a case ends: written, or failed (its error
+#: line follows at the end of the batch).
+DONE, FAILED = "done", "failed"
 #: ``progress(index, n_cases, case_id, stage)``: the batch's ``index``-th case (from 0) of
-#: ``n_cases`` to segment enters ``stage`` (each of :data:`STAGES`, then :data:`DONE`).
+#: ``n_cases`` to segment enters ``stage`` (each of :data:`STAGES`, then :data:`DONE` or
+#: :data:`FAILED`).
 Progress = Callable[[int, int, str, str], None]
 
 
@@ -282,10 +284,11 @@ def segment_inputs(
         try:
             segment_case(ref, out, models[chosen[ref.case_id]], config, stage=stage)
             result.done.append(ref.case_id)
+            stage(DONE)
         except Exception as err:  # the per-case boundary: one bad case never stops a batch
             log.debug("%s failed", ref.path, exc_info=True)
             result.failures.append((str(ref.path), failure_message(err)))
-        stage(DONE)
+            stage(FAILED)
     return result
 
 
