@@ -327,7 +327,7 @@ def rescore(rows: list[dict[str, Any]], kept: dict[str, Any], post: Any, *, bina
         row["metrics"] = _rounded(region_metrics(processed, ref, **kwargs))
 
 
-def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str, Any]]:
+def agreement(model: str, root: Path, *, tta: bool, post: Any, bf16: bool) -> list[dict[str, Any]]:
     """The full ensemble against isen-20 on every case under ``root`` that has its output."""
     import nibabel as nib
 
@@ -345,8 +345,8 @@ def agreement(model: str, root: Path, *, tta: bool, post: Any) -> list[dict[str,
         case_dir = isen.parent.parent
         case = read_case(case_dir / "images")
         start = time.perf_counter()
-        # fp32=True: the precision is main's autocast (bf16 only with --amp), as for the folds.
-        label, _ = predict_case(case, seg, SegmentConfig(tta=tta, fp32=True))
+        # The precision of the folds (bf16 only with --amp), as segment runs it.
+        label, _ = predict_case(case, seg, SegmentConfig(tta=tta, fp32=not bf16))
         label, _ = postprocess(label, voxel_ml=case.voxel_volume_ml, config=post)
         seconds = time.perf_counter() - start
         ours = case.to_source(label)
@@ -477,7 +477,9 @@ def _score(args: argparse.Namespace, bf16: bool) -> int:
             rescore(rows, kept, post, binary=binary)
             print(f"postprocessing chosen: {choice['chosen']}", file=sys.stderr)
         agree = (
-            agreement(args.model, args.agreement, tta=args.tta, post=post) if args.agreement else []
+            agreement(args.model, args.agreement, tta=args.tta, post=post, bf16=bf16)
+            if args.agreement
+            else []
         )
     results = {
         "model": str(path),

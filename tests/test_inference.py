@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from gliomaseg.core.machine import native_bf16
 from gliomaseg.core.targets import CODES, TARGETS
 from gliomaseg.models import build_model
-from gliomaseg.models.inference import fuse_batch_norm, instance_norm_as_group_norm, predict_volume
+from gliomaseg.models.inference import (
+    fuse_batch_norm,
+    inference_copy,
+    instance_norm_as_group_norm,
+    predict_volume,
+)
 
 
 @pytest.mark.parametrize("name", ["unet", "residual_unet", "attention_unet"])
@@ -63,6 +69,40 @@ def test_instance_norm_as_group_norm_computes_the_same_function(name, dims):
     torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
 
 
+def _fused_residual_unet(norm: str = "batch") -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = {"name": "residual_unet", "in_channels": 2, "out_channels": 3, "num_res_units": 1}
+    model = build_model({**config, "features": [4, 8, 16], "norm": norm})
+    with torch.no_grad():  # slopes that differ per layer and are not bf16-exact
+        for module in model.modules():
+            if isinstance(module, torch.nn.PReLU):
+                module.weight.uniform_(0.01, 0.4)
+    return fuse_batch_norm(model.eval()).to(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_inference_copy_computes_the_same_logits_bit_for_bit(bf16):
+    if bf16 and not native_bf16():
+        pytest.skip("bf16 autocast is only used where the CPU has native bf16")
+    model = _fused_residual_unet()
+    x = (torch.randn(3, 2, 32, 48) * 2).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            before = model(x).float()
+        fast = inference_copy(model, bf16=bf16)
+        assert fast is not None and fast is not model
+        after = fast(x.to(torch.bfloat16) if bf16 else x).float()
+    assert not any(isinstance(m, torch.nn.PReLU) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.PReLU) for m in model.modules())  # original untouched
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+
+
+def test_inference_copy_keeps_autocast_for_normalisation_layers():
+    model = _fused_residual_unet("instance")
+    assert inference_copy(model, bf16=True) is None
+    assert inference_copy(model, bf16=False) is not None
+
+
 def test_instance_norm_with_running_statistics_is_left_alone():
     norm = torch.nn.InstanceNorm2d(4, track_running_stats=True)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), norm)
@@ -73,6 +113,8 @@ def test_instance_norm_with_running_statistics_is_left_alone():
 def test_fast_sigmoid_decode_is_the_maximum_likelihood_code(name, rng):
     spec = TARGETS[name]
     probs = rng.uniform(0.01, 0.99, (spec.channels, 50)).astype(np.float32)
+    probs[:, :5] = 0.5  # ties: background, the first maximum
+    probs[0, 5:10] = 0.5
     scores = np.stack(
         [
             sum(

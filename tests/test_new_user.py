@@ -19,7 +19,7 @@ from gliomaseg.cli.segment import StageProgress
 from gliomaseg.core.errors import InputError
 from gliomaseg.io.writers import write_layout
 from gliomaseg.segment.models import run_checkpoint
-from gliomaseg.segment.workflow import DONE, FAILED, STAGES
+from gliomaseg.segment.plan import DONE, FAILED, STAGES
 from gliomaseg.synthetic.phantoms import make_case
 
 

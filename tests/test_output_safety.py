@@ -278,7 +278,7 @@ def test_read_only_output_folder_is_one_line(dataset, tmp_path, model_path, caps
 def test_a_case_raising_anything_does_not_stop_the_batch(
     dataset, tmp_path, model_path, capsys, monkeypatch
 ):
-    from gliomaseg.segment import workflow as segment_module
+    from gliomaseg.segment import batch as segment_module
 
     real = segment_module.read_case
 

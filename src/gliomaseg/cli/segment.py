@@ -84,9 +84,10 @@ def parse_part(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     """Segment every case of ``args.inputs``; print each mask written; exit 2 on failures."""
     from gliomaseg.core.labels import get_scheme
-    from gliomaseg.segment.config import SegmentConfig
-    from gliomaseg.segment.postprocess import PostprocessConfig
-    from gliomaseg.segment.workflow import segment_inputs
+
+    # torch-free: segment_inputs starts reading the first case before it imports torch
+    from gliomaseg.segment.batch import segment_inputs
+    from gliomaseg.segment.config import PostprocessConfig, SegmentConfig
 
     if args.labels != "input":
         get_scheme(args.labels)
@@ -125,16 +126,16 @@ def run(args: argparse.Namespace) -> int:
 class StageProgress:
     """A rich bar on stderr that moves at every stage of every case.
 
-    The stages are :data:`gliomaseg.segment.workflow.STAGES`.
+    The stages are :data:`gliomaseg.segment.plan.STAGES`.
 
     A single case no longer sits at 0% for the whole inference: the bar shows the case, the
     stage it is in (``BraTS_001: infer``), the stages done of all and the time elapsed. Called
-    as the workflow's progress callback (:data:`gliomaseg.segment.workflow.Progress`); the
+    as the workflow's progress callback (:data:`gliomaseg.segment.plan.Progress`); the
     bar appears at the first case, so a run with nothing to do draws none.
     """
 
     def __init__(self, n_cases: int = 0, *, enabled: bool) -> None:
-        from gliomaseg.segment.workflow import DONE, FAILED, STAGES  # lazily: --help stays fast
+        from gliomaseg.segment.plan import DONE, FAILED, STAGES  # lazily: --help stays fast
 
         self.stages, self.end_stages = STAGES, (DONE, FAILED)
         self.enabled, self.n_cases, self.index = enabled, n_cases, -1

@@ -106,11 +106,16 @@ class TargetSpec:
             return reps[np.argmax(probs, axis=0)]
         # log P(code) = sum_k log(1 - p_k) + sum_{k: code in group k} logit(p_k); the first sum
         # is the same for every code, so the best code maximises a sum of channel logits.
-        p = np.clip(probs.astype(np.float32), 1e-6, 1 - 1e-6)
+        # Where every p_k <= 0.5 every logit is <= 0, so no code beats background (0, the
+        # first maximum on ties): only voxels with some p_k > 0.5 need scoring.
+        out = np.zeros(probs.shape[1:], dtype=np.uint8)
+        where = np.flatnonzero((probs > 0.5).any(axis=0))
+        p = np.clip(probs.reshape(len(probs), -1)[:, where].astype(np.float32), 1e-6, 1 - 1e-6)
         logits = np.log(p) - np.log1p(-p)
         member = np.array([[code in g for g in self.groups] for code in CODES], dtype=np.float32)
         scores = np.tensordot(member, logits, axes=1)
-        return np.argmax(scores, axis=0).astype(np.uint8)
+        out.reshape(-1)[where] = np.argmax(scores, axis=0)
+        return out
 
 
 TARGETS: dict[str, TargetSpec] = {

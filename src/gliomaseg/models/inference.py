@@ -80,7 +80,7 @@ def predict_volume(
         context: Neighbouring slices each side stacked as channels (2.5D models).
         channels: Channel indices of ``volume`` to feed, in order (None: all).
         device: Where to run.
-        amp: bf16 autocast.
+        amp: bf16 autocast. A model with bf16 weights (:func:`inference_copy`) is fed bf16 inputs.
         tta: Average over the four in-plane flip combinations.
         channels_last: Feed inputs in channels-last layout (pair with a model converted by
             ``model.to(memory_format=torch.channels_last)``; about 1.4x faster on CPU).
@@ -106,11 +106,12 @@ def predict_volume(
     out = np.empty((target.channels, z_total, h, w), dtype=np.float32)
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     crop_h, crop_w = slice(top, top + sh), slice(left, left + sw)
+    dtype = next(model.parameters()).dtype  # bf16 for an :func:`inference_copy`
     for start in range(0, z_total, batch_size):
         zs = range(start, min(start + batch_size, z_total))
         batch = np.stack([slice_with_context(volume, z, context, channels) for z in zs])
         x = resize_images(torch.from_numpy(batch), (sh, sw))  # on the CPU, as in training
-        x = F.pad(x, (left, right, top, bottom)).to(device)
+        x = F.pad(x, (left, right, top, bottom)).to(device, dtype)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         probs_t, variants = _flip_average(
@@ -254,6 +255,54 @@ def fuse_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
         module.conv = fuse_conv_bn_eval(conv, adn[0], transpose=transpose)
         adn[0] = torch.nn.Identity()
     return model
+
+
+def prelu_as_leaky_relu(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace every single-slope ``PReLU`` by ``LeakyReLU`` with that slope, for inference.
+
+    The same function bit for bit (``x`` where ``x >= 0``, else ``slope * x``, one float
+    multiply either way), but torch's PReLU kernel is an element-wise loop that takes about a
+    fifth of the bundled ``brats`` network's CPU time, while leaky ReLU is a vectorised one
+    (measured: 25% less time per batch, identical logits).
+    Per-channel PReLUs (more than one slope) are left alone.
+
+    Returns:
+        The same model, modified in place.
+    """
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.PReLU) and child.weight.numel() == 1:
+                setattr(module, name, torch.nn.LeakyReLU(float(child.weight.item())))
+    return model
+
+
+#: Layers whose CPU autocast runs in float32: a network holding one stays under autocast
+#: (:func:`inference_copy`), so its results do not change.
+_FLOAT32_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+
+
+def inference_copy(
+    model: torch.nn.Module, *, bf16: bool, in_place: bool = False
+) -> torch.nn.Module | None:
+    """A faster copy of a 2D ``model`` that computes the same logits bit for bit, or None.
+
+    Float32: PReLUs become leaky ReLUs (:func:`prelu_as_leaky_relu`). bf16: the weights are
+    cast to bf16 once, then the same swap (the slopes rounded to bf16 as autocast rounds
+    them); feed it bf16 inputs instead of running it under autocast. Under autocast every
+    convolution casts its float32 weights again on every call (autocast caches casts only for
+    weights that require grad): 15% of the bundled ``brats`` network's CPU time. Identical
+    logits hold for networks of convolutions, element-wise activations, additions and
+    concatenations (``tests/test_inference.py`` checks both precisions against the original
+    network); one with a normalisation layer left (autocast runs those in float32) gets None
+    under bf16: keep it under autocast. ``in_place`` converts ``model`` itself instead of a
+    copy (a deep copy of the bundled 5-member ``brats`` takes 0.1-0.2 s of a cold start).
+    """
+    import copy
+
+    if bf16 and any(isinstance(m, _FLOAT32_LAYERS) for m in model.modules()):
+        return None
+    net = model if in_place else copy.deepcopy(model)
+    return prelu_as_leaky_relu(net.to(torch.bfloat16) if bf16 else net)
 
 
 def instance_norm_as_group_norm(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,10 +1,28 @@
-"""Options of a ``segment`` run."""
+"""Options of a ``segment`` run (no torch, no scipy: the command line reads them first)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from gliomaseg.segment.postprocess import PostprocessConfig
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Cleaning applied to a predicted label map (both recorded in the summary).
+
+    Attributes:
+        min_component_ml: Connected tumour components (26-connected, whole tumour) smaller
+            than this are removed; 0 disables.
+        et_to_ncr_below_ml: When the total enhancing-tumour volume is below this, relabel it
+            as necrosis/non-enhancing (the BraTS 2020 winner's rule against false-positive ET
+            in cases without enhancement); 0 disables.
+    """
+
+    min_component_ml: float = 0.0
+    et_to_ncr_below_ml: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 
 ``--model`` is a bundled model name (``src/gliomaseg/weights/<name>.pt`` with its ``.json``
 card), a checkpoint path or a training run folder; without it the bundled model that fits the
-case's modalities is chosen (:func:`default_model`).
+case's modalities is chosen (:func:`gliomaseg.segment.batch.default_model`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,12 @@ from gliomaseg.io.cache import NETWORK_AXES, network_axes
 from gliomaseg.io.caseref import CaseRef
 from gliomaseg.models import ModelConfig, input_multiple
 from gliomaseg.models.checkpoint import input_scale, load_model
-from gliomaseg.models.inference import fuse_batch_norm, instance_norm_as_group_norm
-from gliomaseg.segment.config import SegmentConfig
-from gliomaseg.segment.postprocess import PostprocessConfig
+from gliomaseg.models.inference import (
+    fuse_batch_norm,
+    inference_copy,
+    instance_norm_as_group_norm,
+)
+from gliomaseg.segment.config import PostprocessConfig, SegmentConfig
 from gliomaseg.train.runs import resolve_device, use_bf16
 
 log = logging.getLogger(__name__)
@@ -53,10 +56,36 @@ class Segmenter:
     #: Axes of the arrays the model was trained on (:func:`gliomaseg.io.cache.network_axes`);
     #: cases are reoriented to them for the network and back.
     axes: str = NETWORK_AXES
+    #: Whether ``model`` has been converted for bf16 (True) or float32 (False) inference by
+    #: :meth:`network`; None before its first use.
+    _converted: bool | None = field(default=None, repr=False)
 
     def bf16(self, config: SegmentConfig) -> bool:
-        """Whether inference runs under bf16 autocast (``SegmentConfig.fp32`` says why not)."""
+        """Whether inference runs in bf16 (``SegmentConfig.fp32`` says why not)."""
         return use_bf16(self.device, not config.fp32)
+
+    def network(self, config: SegmentConfig) -> torch.nn.Module:
+        """``model`` made faster for ``config``'s precision, computing the same logits.
+
+        On first use a 2D network is converted in place
+        (:func:`gliomaseg.models.inference.inference_copy`: bf16 weights instead of autocast
+        where that changes nothing, leaky ReLU for PReLU); a Segmenter then serves that
+        precision only (load another for the other one).
+
+        Raises:
+            ValueError: ``config`` asks for the other precision than the first use.
+        """
+        if self.spatial_dims != 2:
+            return self.model
+        bf16 = self.bf16(config)
+        if self._converted is None:
+            fast = inference_copy(self.model, bf16=bf16, in_place=True)
+            if fast is not None:  # else it stays as loaded, under autocast
+                self.model, self._converted = fast, bf16
+        elif self._converted != bf16:
+            want, have = ("bf16", "float32") if bf16 else ("float32", "bf16")
+            raise ValueError(f"this Segmenter runs in {have}; load another one for {want}")
+        return self.model
 
     @classmethod
     def load(cls, model: str | Path, *, device: str = "auto") -> Segmenter:
@@ -88,19 +117,6 @@ def postprocess_config(seg: Segmenter, config: SegmentConfig) -> PostprocessConf
     if config.postprocess is not None:
         return config.postprocess
     return PostprocessConfig(**seg.meta.get("postprocess", {}))
-
-
-#: What each bundled model is chosen for when ``--model`` is not given (in stderr lines).
-INPUT_KINDS = {"lgg": "LGG TIFF input", "brats": "four-modality (FLAIR, T1, T1c, T2) input"}
-
-
-def default_model(ref: CaseRef) -> str:
-    """The bundled model that fits a case's modalities when the user names none.
-
-    LGG TIFF stacks hold pre-contrast, FLAIR and post-contrast (no T2): the ``lgg`` model;
-    every other layout gives the four BraTS modalities: ``brats``.
-    """
-    return "lgg" if ref.layout == "lgg-tiff" else "brats"
 
 
 def check_model_fits(case: Case, seg: Segmenter, ref: CaseRef) -> None:

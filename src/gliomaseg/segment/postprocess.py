@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -13,26 +12,7 @@ from gliomaseg.core.case import voxel_spacing
 from gliomaseg.core.geometry import bounding_box, voxel_to_world
 from gliomaseg.core.labels import ET, NCR, region_counts
 from gliomaseg.core.laterality import tumour_side
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    """Cleaning applied to a predicted label map (both recorded in the summary).
-
-    Attributes:
-        min_component_ml: Connected tumour components (26-connected, whole tumour) smaller
-            than this are removed; 0 disables.
-        et_to_ncr_below_ml: When the total enhancing-tumour volume is below this, relabel it
-            as necrosis/non-enhancing (the BraTS 2020 winner's rule against false-positive ET
-            in cases without enhancement); 0 disables.
-    """
-
-    min_component_ml: float = 0.0
-    et_to_ncr_below_ml: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
+from gliomaseg.segment.config import PostprocessConfig
 
 #: Why volume thresholds are not applied to one slice (recorded in the summary).
 SKIPPED_2D = (
@@ -44,6 +24,16 @@ SKIPPED_2D = (
 def is_single_slice(label: np.ndarray) -> bool:
     """True for 2D input: an (X, Y, Z) grid with a size-1 axis (HDF5 or 2D NIfTI slices)."""
     return label.ndim < 3 or min(label.shape) == 1
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """26-connected components of a 3D mask (``scipy.ndimage.label``): labels and count.
+
+    Pass the mask cut to its :func:`~gliomaseg.core.geometry.bounding_box`: the components
+    are the same and labelling a tumour's box instead of the whole head is several times faster.
+    """
+    comps, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    return comps, int(n)
 
 
 def postprocess(
@@ -80,12 +70,13 @@ def postprocess(
     }
     if skipped is not None:
         return out, record
-    if config.min_component_ml > 0:
-        comps, n = ndimage.label(out > 0, structure=np.ones((3, 3, 3)))
+    box = bounding_box(out)
+    if config.min_component_ml > 0 and box is not None:
+        comps, n = components(out[box] > 0)
         if n:
             sizes = np.bincount(comps.ravel())[1:] * voxel_ml
             small = np.flatnonzero(sizes < config.min_component_ml) + 1
-            out[np.isin(comps, small)] = 0
+            out[box][np.isin(comps, small)] = 0
             record["components_removed"] = int(small.size)
             record["removed_ml"] = float(sizes[small - 1].sum())
             record["removed_fraction"] = record["removed_ml"] / before if before else 0.0
@@ -148,7 +139,7 @@ def tumour_geometry(
     box = bounding_box(wt)
     if box is None:
         return {**_no_tumour(), **note}
-    _, n = ndimage.label(wt, structure=np.ones((3, 3, 3)))
+    _, n = components(wt[box])
     lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
     centroid = np.argwhere(wt).mean(axis=0)
     centroid_mm = voxel_to_world(centroid, affine)

@@ -22,36 +22,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gliomaseg.core.case import Case
-from gliomaseg.core.errors import failure_message
 from gliomaseg.core.geometry import reorient, reorient_affine
 from gliomaseg.core.labels import LabelScheme, get_scheme
 from gliomaseg.io.atomic import atomic_path, write_json_atomic
 from gliomaseg.io.cache import NETWORK_AXES
 from gliomaseg.io.caseref import CaseRef
-from gliomaseg.io.layouts import discover_all, read_case
+from gliomaseg.io.layouts import read_case
 from gliomaseg.io.nifti import write_nifti
-from gliomaseg.io.outdir import OutputFolder, check_location
+from gliomaseg.io.outdir import OutputFolder
 from gliomaseg.io.outputs import segment_outputs
 from gliomaseg.io.segmentation import write_segmentation
 from gliomaseg.models.inference import predict_volume, predict_volume_3d
 from gliomaseg.prepare.crop import uncrop
 from gliomaseg.prepare.workflow import model_input
 from gliomaseg.segment.config import SegmentConfig
-from gliomaseg.segment.models import (
-    INPUT_KINDS,
-    Segmenter,
-    check_model_fits,
-    default_model,
-    postprocess_config,
-)
+from gliomaseg.segment.models import Segmenter, check_model_fits, postprocess_config
+from gliomaseg.segment.plan import outputs_for
 from gliomaseg.segment.postprocess import postprocess
 from gliomaseg.segment.summary import summarise
 from gliomaseg.segment.uncertainty import Disagreement
@@ -81,7 +74,7 @@ def predict_case(
         )
     else:
         probs = predict_volume(
-            seg.model,
+            seg.network(config),
             volume,
             target=seg.target,
             multiple=seg.multiple,
@@ -128,27 +121,6 @@ def network_view(case: Case, axes: str) -> Case:
     )
 
 
-def outputs_for(ref: CaseRef, out_dir: Path, config: SegmentConfig | None = None) -> list[Path]:
-    """The files (and, for LGG, the slice folder) a finished case has in ``out_dir``.
-
-    The summary comes last: it is written last, so it marks a finished case.
-    """
-    slices = [out_dir / ref.case_id] if ref.layout == "lgg-tiff" else []
-    probabilities = config is not None and config.save_probabilities
-    return [*slices, *segment_outputs(ref.case_id, out_dir).written(probabilities=probabilities)]
-
-
-#: The stages of one case that ``segment_case`` reports to its ``stage`` callback.
-STAGES = ("read", "infer", "postprocess", "write")
-#: The stages :func:`segment_inputs` reports after a case ends: written, or failed (its error
-#: line follows at the end of the batch).
-DONE, FAILED = "done", "failed"
-#: ``progress(index, n_cases, case_id, stage)``: the batch's ``index``-th case (from 0) of
-#: ``n_cases`` to segment enters ``stage`` (each of :data:`STAGES`, then :data:`DONE` or
-#: :data:`FAILED`).
-Progress = Callable[[int, int, str, str], None]
-
-
 def segment_case(
     ref: CaseRef,
     out: OutputFolder,
@@ -156,19 +128,22 @@ def segment_case(
     config: SegmentConfig,
     *,
     stage: Callable[[str], None] | None = None,
+    read: Callable[[], Case] | None = None,
 ) -> dict[str, Any]:
     """Segment one case and write its outputs; returns the summary.
 
     Every output is checked (never replaces a file gliomaseg did not write), entered in the
     folder's manifest, then written atomically; the summary is written last. ``stage`` is
-    called with each name of :data:`STAGES` as that stage starts (a progress display).
+    called with each name of :data:`gliomaseg.segment.plan.STAGES` as that stage starts (a
+    progress display). ``read`` gives the case already read elsewhere (a
+    :class:`gliomaseg.segment.batch.CaseReader`); by default it is read here.
     """
     start = time.perf_counter()
     say = stage or (lambda name: None)
     paths = outputs_for(ref, out.root, config)
     out.check_writable(*paths)
     say("read")
-    case = read_case(ref, with_label=False)
+    case = read() if read is not None else read_case(ref, with_label=False)
     check_model_fits(case, seg, ref)
     say("infer")
     disagreement = Disagreement(seg.target)
@@ -230,67 +205,3 @@ def _write_lgg_slices(case: Case, label: np.ndarray, folder: Path) -> None:
     for z, name in enumerate(case.slice_names):
         with atomic_path(folder / f"{name}_pred.tif") as tmp:
             tifffile.imwrite(tmp, np.where(rows_cols[:, :, z], 255, 0).astype(np.uint8))
-
-
-@dataclass
-class BatchResult:
-    """What :func:`segment_inputs` did: case ids segmented and skipped, ``(path, message)``
-    per failure."""
-
-    done: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-def segment_inputs(
-    inputs: list[Path],
-    out_dir: Path,
-    *,
-    model: str | Path | None,
-    config: SegmentConfig,
-    part: tuple[int, int] = (1, 1),
-    progress: Progress | None = None,
-) -> BatchResult:
-    """Segment every case under ``inputs``; one bad case is recorded and the rest go on.
-
-    ``model=None`` picks the bundled model per case from its modalities
-    (:func:`default_model`) and logs the choice. ``progress`` is told each case's stages
-    (:data:`Progress`); the command line draws a bar from it.
-    """
-    refs, bad = discover_all(inputs, cases_only=True)  # case ids unique across inputs
-    result = BatchResult(failures=[(str(p), msg) for p, msg in bad])
-    i, n = part
-    refs = sorted(refs, key=lambda r: (r.case_id, str(r.path)))[i - 1 :: n]
-    check_location(out_dir, [r.path for r in refs], data_paths=inputs)
-    out = OutputFolder(out_dir, overwrite=config.overwrite)
-    todo = []
-    for ref in refs:
-        paths = outputs_for(ref, out_dir, config)
-        if not config.overwrite and all(p.exists() for p in paths) and out.owns(*paths):
-            result.skipped.append(ref.case_id)
-        else:
-            todo.append(ref)
-    if not todo:
-        return result
-    chosen = {ref.case_id: model if model is not None else default_model(ref) for ref in todo}
-    models = {}
-    for name in dict.fromkeys(chosen.values()):
-        if model is None:
-            log.info("using the bundled %s model for %s", name, INPUT_KINDS.get(str(name), name))
-        models[name] = Segmenter.load(name, device=config.device)
-    report = progress or _no_progress
-    for index, ref in enumerate(todo):
-        stage = partial(report, index, len(todo), ref.case_id)
-        try:
-            segment_case(ref, out, models[chosen[ref.case_id]], config, stage=stage)
-            result.done.append(ref.case_id)
-            stage(DONE)
-        except Exception as err:  # the per-case boundary: one bad case never stops a batch
-            log.debug("%s failed", ref.path, exc_info=True)
-            result.failures.append((str(ref.path), failure_message(err)))
-            stage(FAILED)
-    return result
-
-
-def _no_progress(index: int, n_cases: int, case_id: str, stage: str) -> None:
-    """The :data:`Progress` callback that shows nothing."""
