@@ -207,6 +207,28 @@ def test_bundled_ensemble_segments_a_case(cv_root, tmp_path, capsys):
     assert summary["volumes_ml"]["ET"] == pytest.approx((seg == 4).sum() * 0.002, abs=1e-4)
 
 
+def test_inference_members_bound_what_segment_averages_not_what_is_stored(cv_root, tmp_path):
+    runs = [cv_root / f"fold{k}" for k in range(5)]
+    card = bundle_runs(runs, tmp_path / "m.pt", description="x", inference_members=3)
+    assert card["inference_members"] == 3 and "first 3 of 5" in card["ensemble"]
+    assert len(card["folds"]) == 5  # the whole cross-validation stays on the card
+    payload = load_checkpoint(tmp_path / "m.pt")
+    assert payload["ensemble"] == 5 and payload["inference_members"] == 3
+    model, meta = load_model(tmp_path / "m.pt")
+    assert isinstance(model, MeanEnsemble) and len(model.members) == 3
+    assert meta["inference_members"] == 3
+    everything, _ = load_model(cv_root / "model.pt")
+    for i in range(3):  # the first three, in fold order
+        for name, value in model.members[i].state_dict().items():
+            torch.testing.assert_close(value, everything.members[i].state_dict()[name])
+    with pytest.raises(ValueError, match="between 1 and the 5 runs"):
+        bundle_runs(runs, tmp_path / "n.pt", description="x", inference_members=6)
+    payload["inference_members"] = 7
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="inference_members 7"):
+        load_model(tmp_path / "bad.pt")
+
+
 def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     cv_root, synthetic_cache, capsys, tmp_path
 ):

@@ -119,6 +119,15 @@ def add_bundle_command(sub: Any) -> None:
     )
     p.add_argument("--note", action="append", default=[], help="a line for the card's notes")
     p.add_argument(
+        "--inference-members",
+        type=int,
+        default=None,
+        metavar="N",
+        help="segment averages only the first N members (a speed budget); all runs are "
+        "still stored, so bench/accuracy.py reproduces the whole cross-validation "
+        "(default: every member)",
+    )
+    p.add_argument(
         "--case-alias",
         action="append",
         default=[],
@@ -278,6 +287,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
         }
         or None,
         cache=args.cache,
+        inference_members=args.inference_members,
     )
     print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
     return EXIT_OK

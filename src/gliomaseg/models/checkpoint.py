@@ -46,6 +46,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "format": (int,),
     "kind": (str,),
     "ensemble": (int, type(None)),
+    "inference_members": (int,),  # bundles: segment averages only the first this many
     "state_dict": (Mapping,),
     "model_config": (Mapping,),
     "target": (Mapping,),
@@ -130,6 +131,9 @@ def check_payload(path: str | Path, payload: object) -> dict[str, Any]:
     ensemble = payload.get("ensemble")
     if ensemble is not None and not 1 <= ensemble <= MAX_ENSEMBLE:
         raise _bad(path, f"ensemble size {ensemble} is not between 1 and {MAX_ENSEMBLE}")
+    used = payload.get("inference_members")
+    if used is not None and not 1 <= used <= (ensemble or 0):
+        raise _bad(path, f"inference_members {used} is not between 1 and the ensemble size")
     context = payload.get("context", 0)
     if not 0 <= context <= 8:
         raise _bad(path, f"context {context} is not between 0 and 8 neighbouring slices")
@@ -211,6 +215,9 @@ def load_model(
     the model config (:class:`~gliomaseg.models.ModelConfig`) and the weights' names and
     shapes against that config and the ensemble size.
 
+    A bundle with ``inference_members`` gives an ensemble of its first that many members
+    (``bench/accuracy.py`` reads every member itself, for the cross-validation).
+
     Returns:
         (model in eval mode on ``device``, the checkpoint's metadata without weights/optimizer).
 
@@ -240,12 +247,15 @@ def load_model(
         )
     _check_weights(path, payload, config)
     model = build_model(config, load_weights=False)
+    state = payload["state_dict"]
     if payload.get("ensemble"):
-        members = [model] + [
-            build_model(config, load_weights=False) for _ in range(int(payload["ensemble"]) - 1)
-        ]
+        n = int(payload.get("inference_members") or payload["ensemble"])
+        members = [model] + [build_model(config, load_weights=False) for _ in range(n - 1)]
         model = MeanEnsemble(members)
-    model.load_state_dict(payload["state_dict"])
+        if n < int(payload["ensemble"]):  # the members segment averages (a speed budget)
+            kept = tuple(f"members.{i}." for i in range(n))
+            state = {k: v for k, v in state.items() if k.startswith(kept)}
+    model.load_state_dict(state)
     model.to(device).eval()
     meta = {
         k: v

@@ -47,6 +47,7 @@ def bundle_runs(
     hardware: dict[str, Any] | str | None = None,
     postprocess: dict[str, float] | None = None,
     cache: str | Path | None = None,
+    inference_members: int | None = None,
 ) -> dict[str, Any]:
     # Long for its docstring and two literal records (the checkpoint, the card), key by key.
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
@@ -65,6 +66,9 @@ def bundle_runs(
             ``bench/accuracy.py --update-card``.
         cache: The runs' prepared cache (default: the path stored in the runs), read for each
             fold's validation patients.
+        inference_members: ``segment`` averages only the first this many members, in fold
+            order (a speed budget); every run is still stored, so ``bench/accuracy.py``
+            reproduces the whole cross-validation. None: all of them.
 
     Returns:
         The model card.
@@ -76,6 +80,11 @@ def bundle_runs(
     """
     runs, payloads = _load_runs(run_dirs, checkpoint)
     first = payloads[0]
+    used = len(payloads) if inference_members is None else int(inference_members)
+    if not 1 <= used <= len(payloads):
+        raise ValueError(
+            f"--inference-members {inference_members}: between 1 and the {len(payloads)} runs"
+        )
     cache = Path(cache if cache is not None else first["data"])
     if not is_cache(cache):
         raise InputError(
@@ -99,6 +108,7 @@ def bundle_runs(
         {
             "format": CHECKPOINT_FORMAT,
             "ensemble": len(payloads),
+            **({"inference_members": used} if used < len(payloads) else {}),
             "state_dict": _ensemble_state(payloads),
             "model_config": first["model_config"],
             "modalities": first["modalities"],
@@ -112,7 +122,8 @@ def bundle_runs(
         "name": output.stem,
         "description": description,
         "architecture": first["model_config"],
-        "ensemble": f"mean of the logits of {len(payloads)} fold models (member i: fold i held out)",
+        "ensemble": _ensemble_text(len(payloads), used),
+        **({"inference_members": used} if used < len(payloads) else {}),
         "input_channels": list(first["modalities"]),
         "context_slices_each_side": first["context"],
         "input_channel_order": _channel_order(first["modalities"], int(first["context"])),
@@ -133,6 +144,16 @@ def bundle_runs(
     _check_aliases(model_card, model_card.get("training_case_aliases"), "these runs")
     write_json_atomic(output.with_suffix(".json"), model_card)
     return model_card
+
+
+def _ensemble_text(stored: int, used: int) -> str:
+    """The card's ``ensemble`` line: what ``segment`` averages, and what is stored."""
+    if used == stored:
+        return f"mean of the logits of {stored} fold models (member i: fold i held out)"
+    return (
+        f"mean of the logits of the first {used} of {stored} fold models (member i: fold i "
+        f"held out), a speed budget; all {stored} are stored for the cross-validation"
+    )
 
 
 def _load_runs(
