@@ -118,9 +118,14 @@ def test_segment_speed_cold_cli_times_fresh_processes(raw_cases, tmp_path):
         {"pipeline": "gliomaseg", "device": "cpu", **warm},
         {"pipeline": "monai", "device": "cpu", **warm, "cold_start_to_first_case_seconds": 2.0},
     ]
-    row = bench.compare(results, "cpu", cold)
+    args.batch_root, args.batch_cases = raw_cases, 2
+    batch = bench.batch_cli(args, "cpu")
+    assert batch["cases"] == ["Bench_000", "Bench_001"] and batch["seconds_per_case"] > 0
+    assert (tmp_path / "batch_cpu" / "Bench_001_summary.json").is_file()
+    assert all((tmp_path / "batch_in_cpu" / c).is_symlink() for c in batch["cases"])
+    row = bench.compare(results, "cpu", cold, batch)
     assert row["cold_cli_to_warm_gliomaseg"] == round(cold["seconds"]["min"], 3)
-    assert "met_cold_cli" in row["targets"]
+    assert "met_cold_cli_median" in row["targets"] and "met_batch" in row["targets"]
 
 
 def _flag_record(fold: int, dice: list[float], boundary: list[float]) -> dict:
