@@ -302,7 +302,14 @@ def run_monai(args: argparse.Namespace, device: str) -> dict[str, Any]:
         files = [ref.images[m] for m in meta["modalities"]]
         image: Any = normalise(channel_first(load(files)))  # MetaTensor (C, X, Y, Z)
         with torch.no_grad():
-            probs = _infer(args, image.as_tensor(), predictor, multiple, torch.device(device))
+            probs = _infer(
+                args,
+                image.as_tensor(),
+                predictor,
+                multiple,
+                torch.device(device),
+                context=int(meta.get("context", 0)),
+            )
         label = lut[_pattern_index(discrete(probs))][None]  # (1, X, Y, Z) file codes
         save(MetaTensor(label, meta=image.meta))
         voxel_ml = float(np.prod(image.meta["pixdim"][1:4])) / 1000.0
@@ -317,13 +324,21 @@ def _infer(
     predictor: Any,
     multiple: int,
     device: Any,
+    *,
+    context: int = 0,
 ) -> Any:
-    """(K, X, Y, Z) probabilities of a (C, X, Y, Z) volume, one axial slice at a time."""
+    """(K, X, Y, Z) probabilities of a (C, X, Y, Z) volume, one axial slice at a time.
+
+    A 2.5D model (``context`` neighbours each side) gets each slice's neighbours stacked as
+    channels, neighbour-major with the edge slice repeated, as it was trained.
+    """
     import torch
     import torch.nn.functional as F
 
     _, h, w, depth = image.shape
     ph, pw = -h % multiple, -w % multiple
+    if args.reference_inferer == "slice" and context:
+        raise ValueError("--reference-inferer slice cannot stack neighbouring slices (2.5D)")
     if args.reference_inferer == "slice":
         from monai.inferers import SliceInferer
 
@@ -334,7 +349,9 @@ def _infer(
     out = torch.empty((predictor.channels, h, w, depth), dtype=torch.float32)
     slices = image.permute(3, 0, 1, 2)  # (Z, C, X, Y), a view
     for z in range(0, depth, args.batch_size):
-        x = slices[z : z + args.batch_size].contiguous()
+        zs = torch.arange(z, min(z + args.batch_size, depth))
+        parts = [slices[(zs + k).clamp(0, depth - 1)] for k in range(-context, context + 1)]
+        x = torch.cat(parts, dim=1).contiguous()
         if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         p = predictor(x.to(device))[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
