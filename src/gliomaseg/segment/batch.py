@@ -74,6 +74,13 @@ class CaseReader:
         self._submit(index + self.ahead)
         return self._reads.pop(index).result()
 
+    def drop(self, index: int) -> None:
+        """Forget case ``index`` if it was never taken (a case that failed before reading),
+        so its arrays are not kept for the rest of the batch."""
+        read = self._reads.pop(index, None)
+        if read is not None:
+            read.cancel()
+
     def __enter__(self) -> CaseReader:
         return self
 
@@ -148,6 +155,8 @@ def segment_inputs(
                 log.debug("%s failed", ref.path, exc_info=True)
                 result.failures.append((str(ref.path), failure_message(err)))
                 stage(FAILED)
+            finally:
+                reader.drop(index)
     return result
 
 
