@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from gliomaseg.core.connectivity import connected_components
 from gliomaseg.core.geometry import bounding_box
 from gliomaseg.explain.volumes import rim_fraction
 
@@ -138,7 +139,7 @@ def shape_3d(wt: NDArray[np.bool_], label: NDArray[np.integer], *, binary: bool)
     box = bounding_box(wt)
     assert box is not None  # wt.any() above
     local = wt[box]
-    comp, n = ndimage.label(local, structure=np.ones((3, 3, 3), dtype=bool))
+    comp, n = connected_components(local)
     sizes = np.bincount(comp.ravel())[1:]
     solidity = solidity_3d(local)
     return {
@@ -231,7 +232,7 @@ def plane_shape(mask: NDArray[np.bool_], pixel: NDArray[np.float64]) -> dict[str
     area = np.count_nonzero(mask) * float(np.prod(pixel))
     perimeter = perimeter_2d(mask, spacing=pixel.tolist())
     solidity = solidity_2d(mask)
-    comp, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    comp, n = connected_components(mask)
     return {
         "perimeter_mm": perimeter,
         "compactness": min(4.0 * math.pi * area / perimeter**2, 1.0),

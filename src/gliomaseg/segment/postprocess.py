@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from gliomaseg.core.case import voxel_spacing
+from gliomaseg.core.connectivity import connected_components
 from gliomaseg.core.geometry import bounding_box, voxel_to_world
 from gliomaseg.core.labels import ET, NCR, region_counts
 from gliomaseg.core.laterality import tumour_side
@@ -24,16 +24,6 @@ SKIPPED_2D = (
 def is_single_slice(label: np.ndarray) -> bool:
     """True for 2D input: an (X, Y, Z) grid with a size-1 axis (HDF5 or 2D NIfTI slices)."""
     return label.ndim < 3 or min(label.shape) == 1
-
-
-def components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """26-connected components of a 3D mask (``scipy.ndimage.label``): labels and count.
-
-    Pass the mask cut to its :func:`~gliomaseg.core.geometry.bounding_box`: the components
-    are the same and labelling a tumour's box instead of the whole head is several times faster.
-    """
-    comps, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    return comps, int(n)
 
 
 def postprocess(
@@ -70,9 +60,9 @@ def postprocess(
     }
     if skipped is not None:
         return out, record
-    box = bounding_box(out)
-    if config.min_component_ml > 0 and box is not None:
-        comps, n = components(out[box] > 0)
+    box = bounding_box(out) if config.min_component_ml > 0 else None
+    if box is not None:
+        comps, n = connected_components(out[box] > 0)
         if n:
             sizes = np.bincount(comps.ravel())[1:] * voxel_ml
             small = np.flatnonzero(sizes < config.min_component_ml) + 1
@@ -139,7 +129,7 @@ def tumour_geometry(
     box = bounding_box(wt)
     if box is None:
         return {**_no_tumour(), **note}
-    _, n = components(wt[box])
+    _, n = connected_components(wt[box])
     lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
     centroid = np.argwhere(wt).mean(axis=0)
     centroid_mm = voxel_to_world(centroid, affine)
