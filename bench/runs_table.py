@@ -1,7 +1,9 @@
 """The README's table of training runs, from the JSON that ``bench/accuracy.py`` printed.
 
 One row per accuracy report: the recipe (the model card's training preset), ensemble size,
-training hours (the sum over members of the epochs' wall-clock seconds, from the card), the
+training hours (the sum over members of the epochs' wall-clock seconds, from the card), CPU
+hours (the CPU time the training processes spent, all threads, where the runs recorded it: the
+budget whatever else shared the machine), the
 number of patients scored and, per region, the mean, median and worst per-patient 3D Dice and
 the mean HD95. A report from ``--choose-postprocessing`` adds the nested (unbiased) estimate
 of the chosen postprocessing; every row is given with and without postprocessing.
@@ -46,11 +48,13 @@ def row(report: dict[str, Any], label: str, card_path: Path | None = None) -> di
     card_path = card_path or Path(results["model"]).with_suffix(".json")
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     seconds = card.get("training_seconds") or []
+    cpu = card.get("training_cpu_seconds") or []
     out: dict[str, Any] = {
         "label": label,
         "recipe": card.get("training_config", {}).get("name", "?"),
         "members": len(card.get("folds", [])) or None,
         "training_hours": round(sum(s for s in seconds if s) / 3600, 2) if seconds else None,
+        "cpu_hours": round(sum(cpu) / 3600, 2) if cpu and None not in cpu else None,
         "patients": results["n_patients"],
         "unseen": bool(report.get("settings", {}).get("unseen")),
         "postprocessing": results["postprocessing"],
@@ -85,7 +89,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _table(regions: list[str], rows: list[dict[str, Any]]) -> str:
-    head = ["run", "recipe", "members", "train h", "patients", "postprocessing"]
+    head = ["run", "recipe", "members", "train h", "CPU h", "patients", "postprocessing"]
     head += [f"{r} mean / median / worst" for r in regions] + ["HD95 mean mm"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -100,6 +104,7 @@ def _table(regions: list[str], rows: list[dict[str, Any]]) -> str:
                 r["recipe"],
                 str(r["members"] or "-"),
                 _fmt(r["training_hours"], 1),
+                _fmt(r["cpu_hours"], 1),
                 str(r["patients"]) + (" unseen" if r["unseen"] else " CV"),
                 post,
             ]

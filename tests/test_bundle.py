@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import sys
@@ -22,7 +23,7 @@ from gliomaseg.io.writers import write_layout
 from gliomaseg.models.checkpoint import load_checkpoint, load_model
 from gliomaseg.models.ensemble import MeanEnsemble, member_state
 from gliomaseg.synthetic.phantoms import make_case
-from gliomaseg.train.bundle import bundle_runs, read_card
+from gliomaseg.train.bundle import _cpu_seconds, _train_seconds, bundle_runs, read_card
 from gliomaseg.train.config import TrainConfig
 from gliomaseg.train.crossval import train_folds
 from gliomaseg.train.datasets import (
@@ -339,7 +340,22 @@ def test_runs_table_rows_come_from_the_accuracy_report(cv_root, synthetic_cache,
     dices = [c["metrics_without_postprocessing"]["WT"]["dice"] for c in per_case]
     assert row["members"] == 5 and row["patients"] == 5
     assert row["without_postprocessing"]["WT"]["worst"] == pytest.approx(min(dices))
-    assert row["training_hours"] == pytest.approx(
-        sum(read_card(cv_root / "model.json")["training_seconds"]) / 3600, abs=0.01
-    )
+    card = read_card(cv_root / "model.json")
+    assert row["training_hours"] == pytest.approx(sum(card["training_seconds"]) / 3600, abs=0.01)
+    assert row["cpu_hours"] == pytest.approx(sum(card["training_cpu_seconds"]) / 3600, abs=0.01)
     assert "| tiny | " in out["markdown"]
+
+
+def test_card_sums_the_cpu_seconds_each_epoch_recorded(cv_root, tmp_path):
+    card = read_card(cv_root / "model.json")
+    for k, cpu in enumerate(card["training_cpu_seconds"]):
+        with (cv_root / f"fold{k}" / "metrics.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert cpu == pytest.approx(sum(float(r["cpu_seconds"]) for r in rows), abs=0.1)
+    # A run from before the column (or resumed across it) has no CPU figure, never a wrong one.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "metrics.csv").write_text("epoch,seconds,cpu_seconds\n1,10.0,\n2,10.0,19.5\n")
+    assert _train_seconds(old) == 20.0
+    assert _train_seconds(old, "cpu_seconds") is None
+    assert _cpu_seconds([old]) == {}

@@ -12,6 +12,7 @@ out, so the card's ``folds`` say which patients each member never saw: that is w
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from datetime import date
@@ -135,6 +136,7 @@ def bundle_runs(
         "postprocessing": dict(postprocess or {}),
         **shared,  # folds and training cases (the keys above keep their places)
         "training_seconds": [_train_seconds(run) for run in runs],
+        **_cpu_seconds(runs),
         "hardware": hardware or machine_info(),
         "date": date.today().isoformat(),
         "code_version": f"gliomaseg {__version__} (git {git_commit(short=True) or 'unknown'})",
@@ -345,13 +347,22 @@ def _channel_order(modalities: Sequence[str], context: int) -> list[str]:
     return [f"{m}[z{o:+d}]" if context else m for o in offsets for m in modalities]
 
 
-def _train_seconds(run_dir: Path) -> float:
+def _train_seconds(run_dir: Path, column: str = "seconds") -> float | None:
+    """The sum of ``column`` over a run's epochs (0 without metrics, None without the column)."""
     metrics = run_dir / RUN_METRICS
     if not metrics.exists():
         return 0.0
-    lines = metrics.read_text().splitlines()
-    col = lines[0].split(",").index("seconds")
-    return round(sum(float(line.split(",")[col]) for line in lines[1:]), 1)
+    with metrics.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not all(row.get(column) for row in rows):
+        return None  # a run from before the column existed (or resumed across that change)
+    return round(sum(float(row[column]) for row in rows), 1)
+
+
+def _cpu_seconds(runs: Sequence[Path]) -> dict[str, list[float | None]]:
+    """``training_cpu_seconds`` per member when the runs recorded CPU time (else nothing)."""
+    cpu = [_train_seconds(run, "cpu_seconds") for run in runs]
+    return {"training_cpu_seconds": cpu} if any(c is not None for c in cpu) else {}
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

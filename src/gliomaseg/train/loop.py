@@ -132,9 +132,13 @@ def fit(
     pace = _PaceCheck(config, run.device, enabled=run.rank == 0)
     try:
         while state.epoch < config.epochs and not state.stopped_early:
-            epoch_start = time.perf_counter()
+            epoch_start, cpu_start = time.perf_counter(), time.process_time()
             _train_epoch(run, bar, pace, clock)
-            row = _end_of_epoch(run, seconds=time.perf_counter() - epoch_start)
+            row = _end_of_epoch(
+                run,
+                seconds=time.perf_counter() - epoch_start,
+                cpu_seconds=time.process_time() - cpu_start,
+            )
             bar.epoch_done(state.epoch, row)
             if run.rank == 0:
                 _record_epoch(run, row)
@@ -188,8 +192,13 @@ def _train_epoch(run: Run, bar: ProgressLines, pace: _PaceCheck, clock: Checkpoi
             clock.reset()
 
 
-def _end_of_epoch(run: Run, *, seconds: float) -> dict[str, Any]:
-    """Validate, step the schedule, move the run state on; returns the epoch's metrics row."""
+def _end_of_epoch(run: Run, *, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+    """Validate, step the schedule, move the run state on; returns the epoch's metrics row.
+
+    ``seconds`` is the wall-clock time of the epoch's training steps, ``cpu_seconds`` the CPU
+    time the process spent on them (all its threads): the budget a recipe used, whatever else
+    shared the machine.
+    """
     config, state = run.config, run.state
     if run.world > 1:
         _sync_buffers(run.model)
@@ -214,6 +223,7 @@ def _end_of_epoch(run: Run, *, seconds: float) -> dict[str, Any]:
         "train_loss": train_loss,
         "lr": run.optimizer.param_groups[0]["lr"],
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
         **metrics,
     }
 
