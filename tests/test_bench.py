@@ -179,3 +179,43 @@ def test_flags_metrics_on_hand_made_records():
     assert out["old_rule"]["flagged_tumour_slices"]["n"] == 12  # every tumour slice
     assert out["nested"]["chosen_without_each_fold"].keys() == {"0", "1", "2"}
     assert out["case_level"]["spearman_confidence_vs_wt_dice"] > 0
+
+
+def _report(dices: dict[str, dict[str, float]], key: str) -> dict:
+    """A minimal bench/accuracy.py report: per-case Dice under ``key``, summary regions."""
+    regions = list(next(iter(dices.values())))
+    rows = [{"case_id": c, key: {r: {"dice": d} for r, d in v.items()}} for c, v in dices.items()]
+    return {"results": {"cross_validation": dict.fromkeys(regions), "per_case": rows}}
+
+
+def test_compare_runs_pairs_patients_and_bootstraps_reproducibly(tmp_path, capsys):
+    module = _load("compare_runs")
+    key = "metrics_without_postprocessing"
+    first = {f"p{i}": {"WT": 0.8, "TC": 0.6 + 0.01 * i} for i in range(10)}
+    second = {f"p{i}": {"WT": 0.8 + (0.1 if i < 7 else -0.1), "TC": 0.6} for i in range(10)}
+    paths = []
+    for name, dices in (("a", first), ("b", second)):
+        paths.append(tmp_path / f"{name}.json")
+        report = _report(dices, key)
+        report["results"]["per_case"][0][key]["label1"] = {"dice": 0.0}  # not a summary region
+        paths[-1].write_text(json.dumps(report))
+    assert module.main([str(p) for p in paths]) == 0
+    out = json.loads(capsys.readouterr().out)["second_minus_first"]
+    assert set(out) == {"WT", "TC", "mean"}
+    assert out["WT"]["mean_difference"] == pytest.approx(0.04)
+    assert (out["WT"]["second_better"], out["WT"]["second_worse"]) == (7, 3)
+    assert out["TC"]["mean_difference"] == pytest.approx(-0.045)
+    assert out["mean"]["mean_difference"] == pytest.approx((0.04 - 0.045) / 2)
+    low, high = out["WT"]["bootstrap_95"]
+    assert -0.1 <= low < 0.04 < high <= 0.1
+    assert module.main([str(p) for p in paths]) == 0  # fixed seed: the same interval again
+    assert json.loads(capsys.readouterr().out)["second_minus_first"]["WT"]["bootstrap_95"] == [
+        low,
+        high,
+    ]
+    # Reports of different patients are refused with one line, exit 2.
+    del second["p9"]
+    paths[1].write_text(json.dumps(_report(second, key)))
+    assert module.main([str(p) for p in paths]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different patients" in err
