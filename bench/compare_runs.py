@@ -38,7 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="compare the postprocessed Dice (each report's own setting) instead of the raw",
     )
-    parser.add_argument("--resamples", type=int, default=RESAMPLES)
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=RESAMPLES,
+        help="bootstrap resamples (default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
