@@ -67,12 +67,14 @@ def compare(
     """Paired statistics of ``second - first`` per region and for the mean over regions.
 
     Raises:
-        ValueError: the two reports do not hold the same patients and regions.
+        ValueError: the two reports do not hold the same patients and regions, or none.
     """
     if set(first) != set(second):
         only = sorted(set(first) ^ set(second))
         raise ValueError(f"the reports score different patients (e.g. {only[:3]})")
     cases = sorted(first)
+    if not cases:
+        raise ValueError("the reports hold no patients")
     regions = list(first[cases[0]])
     if any(list(second[c]) != regions for c in cases):
         raise ValueError("the reports score different regions")

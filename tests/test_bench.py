@@ -219,3 +219,8 @@ def test_compare_runs_pairs_patients_and_bootstraps_reproducibly(tmp_path, capsy
     assert module.main([str(p) for p in paths]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "different patients" in err
+    for path in paths:  # two empty reports: one line too, not a traceback
+        path.write_text(json.dumps({"results": {"cross_validation": {}, "per_case": []}}))
+    assert module.main([str(p) for p in paths]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no patients" in err
