@@ -14,6 +14,11 @@ the whole patient volume (3D) against its manual label:
 that none of its members trained on (not in any fold of the card): how an older model does on
 new patients, beside the cross-validation of a model trained on them.
 
+``--with OTHER.pt`` (repeatable) adds CV bundles of the same folds, e.g. the same recipe
+trained with another seed: each held-out patient is then predicted by the mean logits of its
+fold's member of every bundle (a seed ensemble per fold, scored without nested CV), to
+compare k models at 1/k of a budget with one model given all of it.
+
 ``--agreement DIR`` also runs the full ensemble on every case under DIR that carries
 ``brats2020_algorithms/isen-20.nii.gz`` (the BraTS 2020 winner's output on TCGA cases none
 of the members trained on) and scores our mask against it. ``--update-card`` stores the
@@ -75,6 +80,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="score the whole ensemble on the cache's patients that no member trained on",
     )
+    parser.add_argument(
+        "--with",
+        dest="with_models",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="OTHER",
+        help="another CV bundle of the same folds whose fold member joins each fold's "
+        "prediction (mean logits; repeatable; default: none)",
+    )
     parser.add_argument("--update-card", action="store_true", help="write results to the card")
     parser.add_argument("--note", default="", help="free text stored in the JSON")
     return parser.parse_args(argv)
@@ -94,6 +109,36 @@ def members(payload: dict[str, Any]) -> list[Any]:
         net.load_state_dict(state or payload["state_dict"])
         nets.append(fuse_batch_norm(net.float().eval()))
     return nets
+
+
+def fold_partners(payload: dict[str, Any], paths: list[Path]) -> tuple[list[list[Any]], str]:
+    """The members of each ``--with`` bundle, checked against ``payload``'s folds and inputs.
+
+    Returns:
+        One list of fold members per bundle (fold order), and an error line ("" if none).
+    """
+    from gliomaseg.models import ModelConfig, input_multiple
+    from gliomaseg.models.checkpoint import input_scale, load_checkpoint
+
+    def inputs(p: dict[str, Any]) -> tuple[Any, ...]:
+        multiple = input_multiple(ModelConfig.from_dict(p["model_config"]))
+        return p["target"], p["modalities"], p.get("context", 0), input_scale(p), multiple
+
+    def folds(p: dict[str, Any]) -> list[tuple[Any, list[str]]]:
+        return [(f["fold"], sorted(f["val_patients"])) for f in p.get("folds") or []]
+
+    partners = []
+    for path in paths:
+        other = load_checkpoint(path)
+        if folds(other) != folds(payload):
+            return (
+                [],
+                f"{path}: its folds differ from --model's; --with needs CV runs of the same cache folds",
+            )
+        if inputs(other) != inputs(payload):
+            return [], f"{path}: other inputs or target than --model's; --with needs the same ones"
+        partners.append(members(other))
+    return partners, ""
 
 
 def predict_cached(
@@ -400,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.with_models and (args.update_card or args.unseen):
+        print("--with scores an ensemble of bundles: no --update-card or --unseen", file=sys.stderr)
+        return 2
     import torch
 
     from gliomaseg.train.runs import use_bf16
@@ -430,6 +478,14 @@ def _score(args: argparse.Namespace, bf16: bool) -> int:
         print(f"{path}: no fold list; bundle the runs with 'gliomaseg bundle'", file=sys.stderr)
         return 2
     nets = members(payload)
+    partners, error = fold_partners(payload, args.with_models)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    if partners:
+        from gliomaseg.models.ensemble import MeanEnsemble
+
+        nets = [MeanEnsemble([net, *(p[i] for p in partners)]) for i, net in enumerate(nets)]
     from gliomaseg.segment.postprocess import PostprocessConfig
 
     post = PostprocessConfig(**payload.get("postprocess", {}))
@@ -505,6 +561,7 @@ def _score(args: argparse.Namespace, bf16: bool) -> int:
             "max_cases": args.max_cases,
             "min_component_ml": args.min_component_ml,
             "unseen": args.unseen,
+            "with": [str(p) for p in args.with_models],
         },
         "results": results,
     }

@@ -359,3 +359,44 @@ def test_card_sums_the_cpu_seconds_each_epoch_recorded(cv_root, tmp_path):
     assert _train_seconds(old) == 20.0
     assert _train_seconds(old, "cpu_seconds") is None
     assert _cpu_seconds([old]) == {}
+
+
+def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
+    cv_root, synthetic_cache, capsys, tmp_path
+):
+    spec = importlib.util.spec_from_file_location("bench_accuracy_with", BENCH / "accuracy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    # A partner whose output layer says "tumour" everywhere with a huge bias: the mean of
+    # the logits is then positive everywhere, so only a prediction that used it has recall 1.
+    payload = load_checkpoint(cv_root / "model.pt")
+    state = payload["state_dict"]
+    last_head: dict[str, str] = {}  # member -> its last 3-channel bias (the output layer)
+    for key, value in state.items():
+        if key.startswith("members.") and key.endswith("bias") and tuple(value.shape) == (3,):
+            last_head[key.split(".")[1]] = key
+    assert len(last_head) == 5
+    for key in last_head.values():
+        state[key] = torch.full_like(state[key], 1e4)
+    partner = tmp_path / "partner.pt"
+    torch.save(payload, partner)
+    threads = str(torch.get_num_threads())
+    base = ["--model", str(cv_root / "model.pt"), "--cache", str(synthetic_cache)]
+    base += ["--threads", threads, "--min-component-ml", "0"]
+    assert module.main(base) == 0
+    alone = json.loads(capsys.readouterr().out)["results"]["per_case"]
+    assert module.main([*base, "--with", str(partner)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["with"] == [str(partner)]
+    both = report["results"]["per_case"]
+    assert [r["case_id"] for r in both] == [r["case_id"] for r in alone]
+    assert all(r["metrics"]["WT"]["recall"] == 1.0 for r in both)
+    assert any(r["metrics"]["WT"]["recall"] < 1.0 for r in alone)
+    # Bundles of other folds cannot be paired fold by fold.
+    payload["folds"] = payload["folds"][::-1]
+    torch.save(payload, partner)
+    assert module.main([*base, "--with", str(partner)]) == 2
+    assert "its folds differ from --model's" in capsys.readouterr().err
+    assert module.main([*base, "--with", str(partner), "--update-card"]) == 2
