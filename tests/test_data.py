@@ -7,7 +7,7 @@ import pytest
 
 from gliomaseg.core.targets import TARGETS, TargetSpec
 from gliomaseg.models.inference import slice_with_context
-from gliomaseg.train.augment import AugmentConfig, augment
+from gliomaseg.train.augment import AugmentConfig, augment, copy_modalities
 from gliomaseg.train.datasets import EpochSampler, fit_to
 
 
@@ -96,3 +96,56 @@ def test_sampler_splits_one_sequence_across_ranks():
     ranks = [EpochSampler(has, length=8, seed=0, rank=r, world_size=2) for r in (0, 1)]
     full = ranks[0].keys(0)
     assert list(ranks[0]) == full[0::2] and list(ranks[1]) == full[1::2]
+
+
+def test_copy_modalities_replaces_whole_modalities_across_context_slices():
+    # 3 modalities x 3 context slices, slice-major: channel = slice * 3 + modality.
+    image = np.arange(9, dtype=np.float32)[:, None, None] * np.ones((9, 4, 5), np.float32)
+    copied = copy_modalities(image, modalities=3, source=1, p=1.0, rng=np.random.default_rng(0))
+    assert copied.shape == image.shape and copied is not image
+    for s in range(3):
+        for m in range(3):
+            assert np.all(copied[s * 3 + m] == image[s * 3 + 1])  # every modality is the source's
+    assert np.all(image == np.arange(9)[:, None, None])  # the input is left as it was
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert copy_modalities(image, modalities=3, source=1, p=0.0, rng=rng) is image
+    assert rng.bit_generator.state == state  # off: no draws, so older runs resume exactly
+    # p = 0.5 over many draws: each other modality is replaced about half the time, alone.
+    rng = np.random.default_rng(1)
+    hits = np.zeros(3)
+    for _ in range(400):
+        out = copy_modalities(image, modalities=3, source=1, p=0.5, rng=rng)
+        hits += [np.all(out[m] == image[1]) for m in range(3)]
+    assert hits[1] == 400 and 150 < hits[0] < 250 and 150 < hits[2] < 250
+
+
+def test_slice_dataset_copies_the_missing_source_into_the_other_modalities(synthetic_cache):
+    from gliomaseg.train.datasets import PreparedCases, SliceDataset
+
+    cases = PreparedCases(synthetic_cache, ["Synth_000"])
+    names = list(cases.index["modalities"])
+    ref = max(cases.slices(), key=lambda s: s.tumour_pixels)
+    kwargs = {"target": TARGETS["regions"], "size": (32, 32), "context": 1}
+    always = AugmentConfig(missing=1.0, missing_source="t1ce")
+    sample = SliceDataset(cases, [ref], augment_config=always, **kwargs)[(0, 7)]["image"].numpy()
+    source = names.index("t1ce")
+    for c in range(sample.shape[0]):
+        assert np.array_equal(sample[c], sample[c - c % len(names) + source])
+    plain = SliceDataset(cases, [ref], **kwargs)[(0, 7)]["image"].numpy()
+    assert not np.array_equal(plain[0], plain[source])
+    with pytest.raises(ValueError, match="not one of the model's modalities"):
+        SliceDataset(cases, [ref], augment_config=always, channels=[0, 1], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("preset", "missing", "message"),
+    [("lgg-cpu-128", 1.5, "must be in"), ("brats-regions-3d", 0.2, "2D models only")],
+)
+def test_missing_augmentation_is_checked_in_the_config(preset, missing, message):
+    from gliomaseg.train.config import TrainConfig, load_config
+
+    data = load_config(preset).to_dict()
+    data["augment"]["missing"] = missing
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(data)

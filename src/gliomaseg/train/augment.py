@@ -34,6 +34,11 @@ class AugmentConfig:
         contrast: Maximum relative contrast change (0.2 -> x0.8..x1.2); 0 disables.
         gamma: Maximum log-gamma magnitude (0.3 -> gamma in e^-0.3..e^0.3); 0 disables.
         intensity_p: Probability of applying each intensity transform.
+        missing: Probability that each modality other than ``missing_source`` is replaced by
+            a copy of it (all its context slices), before the other transforms: how the
+            Kaggle LGG TIFFs fill a missing sequence (FLAIR copied into its channel), so a
+            model meets such cases in training; 0 disables.
+        missing_source: The modality copied (a name of the config's modalities).
     """
 
     flip: float = 0.0
@@ -47,6 +52,8 @@ class AugmentConfig:
     contrast: float = 0.0
     gamma: float = 0.0
     intensity_p: float = 0.5
+    missing: float = 0.0
+    missing_source: str = "flair"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for ``config.json``."""
@@ -89,6 +96,34 @@ def augment(
         image, label = _elastic(image, label, config, rng)
     image = _intensity(np.ascontiguousarray(image, dtype=np.float32), config, rng)
     return image, np.ascontiguousarray(label)
+
+
+def copy_modalities(
+    image: np.ndarray, *, modalities: int, source: int, p: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Replace each modality but ``source`` by a copy of ``source`` with probability ``p``.
+
+    Args:
+        image: (modalities * S, H, W), the S context slices one after the other, each with
+            every modality in order (as :func:`gliomaseg.models.inference.slice_with_context`
+            stacks them).
+        modalities: Modalities per slice.
+        source: Index of the modality copied.
+        p: Probability per modality; 0 draws nothing from ``rng``.
+        rng: Random generator for this sample.
+
+    Returns:
+        ``image`` itself when nothing was replaced, else a new array of the same shape.
+    """
+    if p <= 0:
+        return image
+    out = image
+    for m in range(modalities):
+        if m != source and rng.random() < p:
+            if out is image:
+                out = np.array(image)
+            out[m::modalities] = image[source::modalities]
+    return out
 
 
 def _elastic(

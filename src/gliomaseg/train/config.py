@@ -176,6 +176,10 @@ class TrainConfig:
         TargetSpec.from_dict(self.target)
         if not 0.0 <= self.extra_fraction < 1.0:
             raise ValueError(f"extra_fraction {self.extra_fraction} must be in [0, 1)")
+        if not 0.0 <= self.augment.missing <= 1.0:
+            raise ValueError(f"augment.missing {self.augment.missing} must be in [0, 1]")
+        if self.augment.missing > 0 and self.spatial_dims == 3:
+            raise ValueError("augment.missing is supported for 2D models only; use 0 for 3D")
         if self.extra_data is not None and self.spatial_dims == 3:
             raise ValueError("extra_data is supported for 2D models only")
 

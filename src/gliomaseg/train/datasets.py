@@ -22,7 +22,7 @@ from gliomaseg.core.targets import TargetSpec
 from gliomaseg.io.cache import load_index, open_case
 from gliomaseg.models.inference import slice_with_context
 from gliomaseg.models.resize import resize_labels, resize_slice
-from gliomaseg.train.augment import AugmentConfig, augment
+from gliomaseg.train.augment import AugmentConfig, augment, copy_modalities
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,17 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
         self.size = size
         self.context = context
         self.augment_config = augment_config or AugmentConfig()
+        names = list(cases.index["modalities"])
+        names = [names[c] for c in channels] if channels is not None else names
+        self.n_modalities = len(names)
+        self.copy_source = -1
+        if self.augment_config.missing > 0:
+            if self.augment_config.missing_source not in names:
+                raise ValueError(
+                    f"augment.missing_source '{self.augment_config.missing_source}' is not one "
+                    f"of the model's modalities ({', '.join(names)}); name one of them"
+                )
+            self.copy_source = names.index(self.augment_config.missing_source)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -149,6 +160,13 @@ class SliceDataset(Dataset[dict[str, torch.Tensor]]):
             image, label = (
                 fit_to(image, self.size, offset=offset),
                 fit_to(label, self.size, offset=offset),
+            )
+            image = copy_modalities(
+                image,
+                modalities=self.n_modalities,
+                source=self.copy_source,
+                p=self.augment_config.missing,
+                rng=rng,
             )
             image, label = augment(image, label, self.augment_config, rng)
         else:
