@@ -266,6 +266,8 @@ def test_lgg_stack_output_mirrors_the_input(tmp_path):
             shape=(32, 32, 10),
             tumour_radius_mm=8.0,
         )
+        if i == 0:  # post-contrast missing, filled with FLAIR as the Kaggle LGG set does
+            synth.images["t1ce"] = synth.images["flair"].copy()
         write_layout(synth, tmp_path / "raw", layout="lgg-tiff")
     cfg = {
         **TINY_TRAIN,
@@ -305,6 +307,7 @@ def test_lgg_stack_output_mirrors_the_input(tmp_path):
     assert stacked.shape == (32, 32, 10)
     summary = json.loads((out / f"{patient.name}_summary.json").read_text())
     assert summary["label_scheme"] == "lgg" and not summary["spacing_known"]
+    assert summary["input_notes"] == {"t1ce": "copy of FLAIR (sequence missing in the source)"}
     assert [s["slice"] for s in summary["slices"]][:2] == [f"{patient.name}_1", f"{patient.name}_2"]
 
 
