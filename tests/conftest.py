@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -15,6 +18,19 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 #: A small 2D region model that learns the synthetic phantoms in a few dozen CPU steps.
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py`` freshly imported as the module ``bench_<name>``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 TINY_TRAIN: dict = {
     "name": "test",
     "model": {"name": "unet", "features": [8, 16, 32], "norm": "batch"},

@@ -6,30 +6,19 @@ once; their subprocess mode re-imports both per device or pipeline and is run by
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from conftest import load_bench
 from gliomaseg.io.writers import write_layout
 from gliomaseg.prepare.workflow import PrepareConfig, prepare_dataset
 from gliomaseg.synthetic.phantoms import make_case
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 TINY_MODEL = ["--features", "4,8", "--device", "cpu", "--in-process"]
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(module: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
@@ -60,7 +49,7 @@ def raw_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_train_throughput_random_batches(capsys):
-    bench = _load("train_throughput")
+    bench = load_bench("train_throughput")
     argv = [*TINY_MODEL, "--size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1"]
     report = _run(bench, argv, capsys)
     (result,) = report["results"]
@@ -71,7 +60,7 @@ def test_train_throughput_random_batches(capsys):
 
 def test_train_throughput_from_a_prepared_cache(raw_cases, tmp_path, capsys):
     prepare_dataset(raw_cases, tmp_path / "cache", config=PrepareConfig(folds=0, margin=0))
-    bench = _load("train_throughput")
+    bench = load_bench("train_throughput")
     argv = [*TINY_MODEL, "--cache", str(tmp_path / "cache"), "--size", "32"]
     report = _run(bench, [*argv, "--batch-size", "2", "--steps", "2", "--warmup", "1"], capsys)
     (result,) = report["results"]
@@ -83,7 +72,7 @@ def test_train_throughput_from_a_prepared_cache(raw_cases, tmp_path, capsys):
 
 
 def test_segment_speed_runs_both_pipelines(raw_cases, capsys):
-    bench = _load("segment_speed")
+    bench = load_bench("segment_speed")
     case = raw_cases / "Bench_000"
     argv = [*TINY_MODEL, "--case", str(case), "--repeats", "2", "--profile", "3"]
     report = _run(bench, argv, capsys)
@@ -99,14 +88,14 @@ def test_segment_speed_runs_both_pipelines(raw_cases, capsys):
 def test_segment_speed_reference_label_lut_follows_brats_regions():
     from gliomaseg.core.targets import TARGETS
 
-    lut = _load("segment_speed")._label_lut(TARGETS["regions"])
+    lut = load_bench("segment_speed")._label_lut(TARGETS["regions"])
     # bit 0 WT, bit 1 TC, bit 2 ET -> BraTS 2020 file codes
     assert lut[0b000] == 0 and lut[0b001] == 2 and lut[0b011] == 1 and lut[0b111] == 4
 
 
 def test_segment_speed_cold_cli_times_fresh_processes(raw_cases, tmp_path):
     """The cold figure: ``gliomaseg segment`` in fresh processes, with a bundled model name."""
-    bench = _load("segment_speed")
+    bench = load_bench("segment_speed")
     args = bench.parse_args(["--case", str(raw_cases / "Bench_000"), "--model", "brats"])
     assert args.model.name == "brats.pt" and args.model.is_file()
     args.out, args.cold_runs = tmp_path, 2
@@ -149,7 +138,7 @@ def test_flags_metrics_on_hand_made_records():
     the two bad slices of each case first has AUROC 1, flagged slices have the lower Dice,
     empty slices (Dice 1 by the BraTS rule, both masks empty) are left out of the Dice
     figures, and the case confidence follows case Dice."""
-    bench = _load("flags")
+    bench = load_bench("flags")
     records = [
         _flag_record(k, [1.0, 0.9, 0.2 + k / 10, 0.95, 0.3, 1.0], [0.0, 0.1, 0.6, 0.05, 0.5, 0.0])
         for k in range(3)
@@ -189,7 +178,7 @@ def _report(dices: dict[str, dict[str, float]], key: str) -> dict:
 
 
 def test_compare_runs_pairs_patients_and_bootstraps_reproducibly(tmp_path, capsys):
-    module = _load("compare_runs")
+    module = load_bench("compare_runs")
     key = "metrics_without_postprocessing"
     first = {f"p{i}": {"WT": 0.8, "TC": 0.6 + 0.01 * i} for i in range(10)}
     second = {f"p{i}": {"WT": 0.8 + (0.1 if i < 7 else -0.1), "TC": 0.6} for i in range(10)}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, load_bench
 from gliomaseg.cli.main import main
 from gliomaseg.cli.train import card_lines
 from gliomaseg.core.errors import InputError
@@ -35,7 +33,6 @@ from gliomaseg.train.datasets import (
 )
 from gliomaseg.train.loop import train
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 QUICK = {**TINY_TRAIN, "epochs": 1, "steps_per_epoch": 2}
 
 
@@ -233,11 +230,7 @@ def test_inference_members_bound_what_segment_averages_not_what_is_stored(cv_roo
 def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     cv_root, synthetic_cache, capsys, tmp_path
 ):
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("accuracy")
     model = tmp_path / "tiny.pt"
     model.write_bytes((cv_root / "model.pt").read_bytes())
     (tmp_path / "tiny.json").write_text((cv_root / "model.json").read_text())
@@ -302,11 +295,7 @@ def test_runs_store_an_absolute_cache_path(cv_root):
 
 
 def test_accuracy_bench_unseen_scores_only_patients_no_member_saw(cv_root, synthetic_cache, capsys):
-    spec = importlib.util.spec_from_file_location("bench_accuracy_unseen", BENCH / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("accuracy")
     index = load_index(synthetic_cache)
     folds = read_card(cv_root / "model.json")["folds"]
     assert module.unseen_patients(folds, index) == set()  # a complete CV saw them all
@@ -319,20 +308,12 @@ def test_accuracy_bench_unseen_scores_only_patients_no_member_saw(cv_root, synth
 
 
 def test_runs_table_rows_come_from_the_accuracy_report(cv_root, synthetic_cache, capsys, tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_accuracy_t", BENCH / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    accuracy = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = accuracy
-    spec.loader.exec_module(accuracy)
+    accuracy = load_bench("accuracy")
     argv = ["--model", str(cv_root / "model.pt"), "--cache", str(synthetic_cache)]
     assert accuracy.main([*argv, "--threads", str(torch.get_num_threads())]) == 0
     report = tmp_path / "cv.json"
     report.write_text(capsys.readouterr().out)
-    spec = importlib.util.spec_from_file_location("bench_runs_table", BENCH / "runs_table.py")
-    assert spec is not None and spec.loader is not None
-    table = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = table
-    spec.loader.exec_module(table)
+    table = load_bench("runs_table")
     assert table.main([str(report), "--label", "tiny"]) == 0
     out = json.loads(capsys.readouterr().out)
     (row,) = out["rows"]
@@ -364,11 +345,7 @@ def test_card_sums_the_cpu_seconds_each_epoch_recorded(cv_root, tmp_path):
 def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
     cv_root, synthetic_cache, capsys, tmp_path
 ):
-    spec = importlib.util.spec_from_file_location("bench_accuracy_with", BENCH / "accuracy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("accuracy")
     # A partner whose output layer says "tumour" everywhere with a huge bias: the mean of
     # the logits is then positive everywhere, so only a prediction that used it has recall 1.
     payload = load_checkpoint(cv_root / "model.pt")
