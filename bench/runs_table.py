@@ -6,7 +6,9 @@ hours (the CPU time the training processes spent, all threads, where the runs re
 budget whatever else shared the machine), the
 number of patients scored and, per region, the mean, median and worst per-patient 3D Dice and
 the mean HD95. A report from ``--choose-postprocessing`` adds the nested (unbiased) estimate
-of the chosen postprocessing; every row is given with and without postprocessing.
+of the chosen postprocessing; every row is given with and without postprocessing. A report
+of ``bench/accuracy.py --with OTHER.pt`` counts the members and hours of every bundle (their
+cards beside them).
 
     .venv/bin/python bench/runs_table.py brats-cv.json old-brats-unseen.json > table.json
 
@@ -46,15 +48,16 @@ def row(report: dict[str, Any], label: str, card_path: Path | None = None) -> di
     """One table row: recipe, size, hours, and per-region Dice/HD95 statistics."""
     results = report["results"]
     card_path = card_path or Path(results["model"]).with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    seconds = card.get("training_seconds") or []
-    cpu = card.get("training_cpu_seconds") or []
+    partners = [Path(p).with_suffix(".json") for p in report.get("settings", {}).get("with", [])]
+    cards = [json.loads(p.read_text()) if p.exists() else {} for p in [card_path, *partners]]
+    seconds = [s for c in cards for s in c.get("training_seconds") or [None]]
+    cpu = [s for c in cards for s in c.get("training_cpu_seconds") or [None]]
     out: dict[str, Any] = {
         "label": label,
-        "recipe": card.get("training_config", {}).get("name", "?"),
-        "members": len(card.get("folds", [])) or None,
-        "training_hours": round(sum(s for s in seconds if s) / 3600, 2) if seconds else None,
-        "cpu_hours": round(sum(cpu) / 3600, 2) if cpu and None not in cpu else None,
+        "recipe": cards[0].get("training_config", {}).get("name", "?"),
+        "members": sum(len(c.get("folds", [])) for c in cards) or None,
+        "training_hours": round(sum(s for s in seconds if s) / 3600, 2) if any(seconds) else None,
+        "cpu_hours": round(sum(cpu) / 3600, 2) if None not in cpu else None,
         "patients": results["n_patients"],
         "unseen": bool(report.get("settings", {}).get("unseen")),
         "postprocessing": results["postprocessing"],

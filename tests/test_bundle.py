@@ -371,6 +371,11 @@ def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
     assert [r["case_id"] for r in both] == [r["case_id"] for r in alone]
     assert all(r["metrics"]["WT"]["recall"] == 1.0 for r in both)
     assert any(r["metrics"]["WT"]["recall"] < 1.0 for r in alone)
+    # The table of runs counts both bundles' members (the partner's card beside it).
+    (tmp_path / "partner.json").write_text((cv_root / "model.json").read_text())
+    (tmp_path / "both.json").write_text(json.dumps(report))
+    assert load_bench("runs_table").main([str(tmp_path / "both.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"][0]["members"] == 10
     # Bundles of other folds cannot be paired fold by fold.
     payload["folds"] = payload["folds"][::-1]
     torch.save(payload, partner)
