@@ -44,20 +44,29 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _hours(per_card: list[list[float | None] | None], *, complete: bool = False) -> float | None:
+    """Sum of every card's per-member seconds, in hours; None when a card lacks them (or, with
+    ``complete``, when a member's are missing)."""
+    if None in per_card or (complete and any(None in s for s in per_card if s)):
+        return None
+    return round(sum(v for s in per_card if s for v in s if v) / 3600, 2)
+
+
 def row(report: dict[str, Any], label: str, card_path: Path | None = None) -> dict[str, Any]:
     """One table row: recipe, size, hours, and per-region Dice/HD95 statistics."""
     results = report["results"]
     card_path = card_path or Path(results["model"]).with_suffix(".json")
     partners = [Path(p).with_suffix(".json") for p in report.get("settings", {}).get("with", [])]
     cards = [json.loads(p.read_text()) if p.exists() else {} for p in [card_path, *partners]]
-    seconds = [s for c in cards for s in c.get("training_seconds") or [None]]
-    cpu = [s for c in cards for s in c.get("training_cpu_seconds") or [None]]
+    # Hours only when every bundle's card has them: a partial sum would understate the budget.
+    seconds = [c.get("training_seconds") or None for c in cards]
+    cpu = [c.get("training_cpu_seconds") or None for c in cards]
     out: dict[str, Any] = {
         "label": label,
         "recipe": cards[0].get("training_config", {}).get("name", "?"),
         "members": sum(len(c.get("folds", [])) for c in cards) or None,
-        "training_hours": round(sum(s for s in seconds if s) / 3600, 2) if any(seconds) else None,
-        "cpu_hours": round(sum(cpu) / 3600, 2) if None not in cpu else None,
+        "training_hours": _hours(seconds),
+        "cpu_hours": _hours(cpu, complete=True),
         "patients": results["n_patients"],
         "unseen": bool(report.get("settings", {}).get("unseen")),
         "postprocessing": results["postprocessing"],
