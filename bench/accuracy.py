@@ -117,12 +117,15 @@ def fold_partners(payload: dict[str, Any], paths: list[Path]) -> tuple[list[list
     Returns:
         One list of fold members per bundle (fold order), and an error line ("" if none).
     """
+    from gliomaseg.io.cache import network_axes
     from gliomaseg.models import ModelConfig, input_multiple
     from gliomaseg.models.checkpoint import input_scale, load_checkpoint
 
     def inputs(p: dict[str, Any]) -> tuple[Any, ...]:
+        # What gliomaseg bundle requires of its runs, bar the network itself.
         multiple = input_multiple(ModelConfig.from_dict(p["model_config"]))
-        return p["target"], p["modalities"], p.get("context", 0), input_scale(p), multiple
+        scale, axes = input_scale(p), network_axes(p)
+        return p["target"], p["modalities"], p.get("context", 0), scale, axes, multiple
 
     def folds(p: dict[str, Any]) -> list[tuple[Any, list[str]]]:
         return [(f["fold"], sorted(f["val_patients"])) for f in p.get("folds") or []]

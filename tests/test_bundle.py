@@ -381,4 +381,10 @@ def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
     torch.save(payload, partner)
     assert module.main([*base, "--with", str(partner)]) == 2
     assert "its folds differ from --model's" in capsys.readouterr().err
+    # Nor a bundle trained on arrays in another orientation.
+    payload["folds"] = payload["folds"][::-1]
+    payload["preprocessing"] = {**payload.get("preprocessing", {}), "axes": "LPS"}
+    torch.save(payload, partner)
+    assert module.main([*base, "--with", str(partner)]) == 2
+    assert "other inputs or target" in capsys.readouterr().err
     assert module.main([*base, "--with", str(partner), "--update-card"]) == 2
