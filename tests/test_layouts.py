@@ -157,6 +157,22 @@ def test_lgg_stack_round_trip(tmp_path):
     np.testing.assert_array_equal(case.label, expected)
     assert orientation_code(case.source_affine) == "PLS"
     assert case.meta["institution"] == "CS"
+    assert case.input_notes == {}
+
+
+def test_lgg_channels_filled_with_flair_are_noted(tmp_path):
+    from gliomaseg.prepare.inspect import describe
+
+    synth = make_case(
+        rng=np.random.default_rng(6),
+        case_id="TCGA_CS_4942_19970222",
+        template="phantom",
+        shape=(24, 24, 8),
+    )
+    synth.images["t1"] = synth.images["flair"].copy()  # pre-contrast missing in the source
+    case = read_case(write_layout(synth, tmp_path, layout="lgg-tiff"))
+    assert case.input_notes == {"t1": "copy of FLAIR (sequence missing in the source)"}
+    assert "t1: copy of FLAIR (sequence missing in the source)" in describe(case)["warnings"]
 
 
 def test_config_layout_maps_arbitrary_names(tmp_path, phantom):

@@ -92,6 +92,13 @@ class Case:
         sx, sy, sz = self.spacing
         return sx * sy * sz / 1000.0
 
+    @property
+    def input_notes(self) -> dict[str, str]:
+        """What the reader noticed about the inputs, by subject (``meta``'s ``<subject>_note``
+        entries), e.g. ``{"t1ce": "copy of FLAIR (sequence missing in the source)"}``."""
+        suffix = "_note"
+        return {k[: -len(suffix)]: v for k, v in self.meta.items() if k.endswith(suffix)}
+
     def channels(self, names: tuple[str, ...] | list[str]) -> NDArray[np.float32]:
         """Image channels in the requested order.
 

@@ -92,9 +92,7 @@ def describe(case: Case, ref: CaseRef | None = None) -> dict[str, Any]:
         out["warnings"].append("voxel size not stored in this format: volumes assume 1 mm voxels")
     if not case.orientation_known:
         out["warnings"].append(f"orientation {case.meta.get('orientation', 'unknown')}")
-    for key, note in case.meta.items():
-        if key.endswith("_note"):
-            out["warnings"].append(f"{key[:-5]}: {note}")
+    out["warnings"] += [f"{key}: {note}" for key, note in case.input_notes.items()]
     if case.slice_names:
         out["slices"] = list(case.slice_names)
     return out

@@ -50,8 +50,7 @@ def summarise(
         "outputs": list(seg.target.names),
         "spacing_mm": [round(s, 6) for s in case.spacing],
         "spacing_known": case.spacing_known,
-        # What the reader noticed about the inputs, e.g. an LGG channel that is a copy of FLAIR.
-        "input_notes": {k[: -len("_note")]: v for k, v in case.meta.items() if k.endswith("_note")},
+        "input_notes": case.input_notes,
         "voxel_volume_ml": case.voxel_volume_ml,
         "volumes_ml": region_volumes(label, case.voxel_volume_ml, binary=binary),
         **tumour_geometry(
