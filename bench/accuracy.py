@@ -453,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    from gliomaseg.core.errors import InputError
     from gliomaseg.train.runs import use_bf16
 
     torch.set_num_threads(args.threads)
@@ -460,8 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     # block, never a bare __enter__: a context left open keeps autocast's weight cache alive
     # and corrupts any training that follows in the same process (the test suite's).
     bf16 = use_bf16(torch.device("cpu"), args.amp)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        return _score(args, bf16)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return _score(args, bf16)
+    except (InputError, FileNotFoundError) as err:  # a missing or corrupt model, cache or case
+        print(err, file=sys.stderr)
+        return 2
 
 
 def _score(args: argparse.Namespace, bf16: bool) -> int:

@@ -388,3 +388,9 @@ def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
     assert module.main([*base, "--with", str(partner)]) == 2
     assert "other inputs or target" in capsys.readouterr().err
     assert module.main([*base, "--with", str(partner), "--update-card"]) == 2
+    # A missing or corrupt bundle: one line naming it, no report.
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    for bad in (tmp_path / "missing.pt", tmp_path / "corrupt.pt"):
+        assert module.main([*base, "--with", str(bad)]) == 2
+        out, err = capsys.readouterr()
+        assert not out and len(err.strip().splitlines()) == 1 and str(bad) in err
