@@ -388,6 +388,7 @@ def test_accuracy_bench_with_adds_each_folds_member_of_another_bundle(
     assert module.main([*base, "--with", str(partner)]) == 2
     assert "other inputs or target" in capsys.readouterr().err
     assert module.main([*base, "--with", str(partner), "--update-card"]) == 2
+    assert "no --update-card" in capsys.readouterr().err
     # A missing or corrupt bundle: one line naming it, no report.
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
     for bad in (tmp_path / "missing.pt", tmp_path / "corrupt.pt"):
