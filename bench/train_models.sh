@@ -66,6 +66,13 @@ score() {
         --choose-postprocessing --agreement "$SHARED/brats_auto_labels" >"$WORK/brats-cpu-cv.json"
     "$PY" bench/accuracy.py --model "$WORK/lgg-cpu-128/model.pt" --cache "$WORK/cache-lgg88" \
         --choose-postprocessing >"$WORK/lgg-cpu-128-cv.json"
+    # Review flags: each model's threshold is the best F1 (best_f1_threshold_same_data), kept
+    # when the nested choice agrees (README "Each model's threshold"); store it with
+    # gliomaseg bundle --flag-threshold T.
+    "$PY" bench/flags.py --runs "$WORK"/brats-cpu/fold{0,1,2,3,4} --cache "$WORK/cache-brats49" \
+        --checkpoint last.pt --no-tta --amp >"$WORK/brats-cpu-flags.json"
+    "$PY" bench/flags.py --runs "$WORK"/lgg-cpu-128/fold{0,1,2,3,4} --cache "$WORK/cache-lgg88" \
+        --checkpoint last.pt --no-tta >"$WORK/lgg-cpu-128-flags.json"
 }
 
 case "${1:-}" in

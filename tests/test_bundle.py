@@ -227,6 +227,44 @@ def test_inference_members_bound_what_segment_averages_not_what_is_stored(cv_roo
         load_model(tmp_path / "bad.pt")
 
 
+def test_a_bundles_flag_threshold_is_what_segment_uses_unless_given_one(cv_root, tmp_path):
+    runs = [str(cv_root / f"fold{k}") for k in range(5)]
+    out = tmp_path / "m.pt"
+    argv = ["bundle", *runs, "-o", str(out), "--description", "x", "--flag-threshold", "0.15"]
+    assert main(argv) == 0
+    assert read_card(out.with_suffix(".json"))["review"] == {"threshold": 0.15}
+    assert load_checkpoint(out)["review"] == {"threshold": 0.15}
+    synth = make_case(
+        rng=np.random.default_rng(7), case_id="BraTS2021_00042", template="phantom",
+        shape=(32, 32, 20), tumour_radius_mm=8.0,
+    )  # fmt: skip
+    folder = write_layout(synth, tmp_path / "in", layout="brats2020")
+    seen = {}
+    for name, extra in (("model", []), ("option", ["--flag-threshold", "0.9"])):
+        dest = tmp_path / name
+        assert main(["segment", str(folder), "-o", str(dest), "--model", str(out), *extra]) == 0
+        summary = json.loads((dest / "BraTS2021_00042_summary.json").read_text())
+        seen[name] = (summary["review"]["threshold"], summary["review"]["threshold_source"])
+        assert summary["flag_threshold"] == seen[name][0]
+        assert all(f["score"] >= seen[name][0] for f in summary["review"]["flags"])
+    assert seen == {"model": (0.15, "model"), "option": (0.9, "--flag-threshold")}
+    # A model without one: segment's default, said so.
+    dest = tmp_path / "plain"
+    assert (
+        main(["segment", str(folder), "-o", str(dest), "--model", str(cv_root / "model.pt")]) == 0
+    )
+    review = json.loads((dest / "BraTS2021_00042_summary.json").read_text())["review"]
+    assert (review["threshold"], review["threshold_source"]) == (0.3, "default")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        bundle_runs(runs, tmp_path / "n.pt", description="x", flag_threshold=1.5)
+    assert not (tmp_path / "n.pt").exists()
+    payload = load_checkpoint(out)
+    payload["review"] = {"threshold": "high"}
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(InputError, match="review threshold 'high'"):
+        load_model(tmp_path / "bad.pt")
+
+
 def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     cv_root, synthetic_cache, capsys, tmp_path
 ):

@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="flag slices whose uncertainty score (0-1) is at/above this, at most 10 per case "
-        "(default: the value validated in cross-validation, see README 'Review flags')",
+        "(default: the model's own, validated on its cross-validation predictions, else 0.3; "
+        "see README 'Review flags')",
     )
     p.add_argument(
         "--labels", default="input", help="output label scheme: input, brats2020, brats2023, msd..."

@@ -117,6 +117,13 @@ def add_bundle_command(sub: Any) -> None:
     p.add_argument(
         "--et-to-ncr-below-ml", type=float, default=0.0, help="recommended postprocessing"
     )
+    p.add_argument(
+        "--flag-threshold",
+        type=float,
+        default=None,
+        help="review-flag threshold segment uses with this model unless given one (choose it "
+        "with bench/flags.py on these runs; default: segment's own, 0.3)",
+    )
     p.add_argument("--note", action="append", default=[], help="a line for the card's notes")
     p.add_argument(
         "--inference-members",
@@ -288,6 +295,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
         or None,
         cache=args.cache,
         inference_members=args.inference_members,
+        flag_threshold=args.flag_threshold,
     )
     print(f"wrote {args.output} ({card['ensemble']}) and {args.output.with_suffix('.json')}")
     return EXIT_OK

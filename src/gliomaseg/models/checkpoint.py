@@ -58,6 +58,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
     "preprocessing": (Mapping,),
     "folds": (list,),
     "postprocess": (Mapping,),
+    "review": (Mapping,),  # bundles: {"threshold": the model's validated review-flag threshold}
     "training_cases": (list, type(None)),  # bundles: case ids any member trained on
     "training_patients": (list, type(None)),
     "optimizer": (Mapping,),
@@ -140,6 +141,13 @@ def check_payload(path: str | Path, payload: object) -> dict[str, Any]:
     scale = payload.get("input_scale", 1.0)
     if not 0.0 < scale <= 1.0:
         raise _bad(path, f"input_scale {scale} is not an in-plane factor in (0, 1]")
+    threshold = payload.get("review", {}).get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not 0.0 <= threshold <= 1.0
+    ):
+        raise _bad(path, f"review threshold {threshold!r:.40} is not a number between 0 and 1")
     modalities = payload.get("modalities", [])
     if not all(isinstance(m, str) for m in modalities) or len(modalities) > 16:
         raise _bad(path, f"modalities {modalities!r:.80} are not up to 16 names")

@@ -119,6 +119,22 @@ def postprocess_config(seg: Segmenter, config: SegmentConfig) -> PostprocessConf
     return PostprocessConfig(**seg.meta.get("postprocess", {}))
 
 
+def flag_threshold(seg: Segmenter, config: SegmentConfig) -> tuple[float | None, str]:
+    """The review-flag threshold and where it comes from.
+
+    ``--flag-threshold`` if given, else the model's own (``review.threshold`` in its
+    checkpoint, set by ``gliomaseg bundle --flag-threshold`` from ``bench/flags.py`` on its
+    cross-validation predictions), else None: :data:`gliomaseg.segment.uncertainty.
+    DEFAULT_THRESHOLD`.
+    """
+    if config.flag_threshold is not None:
+        return config.flag_threshold, "--flag-threshold"
+    stored = seg.meta.get("review", {}).get("threshold")
+    if stored is not None:
+        return float(stored), "model"
+    return None, "default"
+
+
 def check_model_fits(case: Case, seg: Segmenter, ref: CaseRef) -> None:
     """Refuse a model that needs a modality the case lacks, suggesting a bundled one that fits.
 

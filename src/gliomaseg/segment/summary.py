@@ -10,7 +10,7 @@ from gliomaseg import __version__
 from gliomaseg.core.case import Case
 from gliomaseg.core.targets import TargetSpec
 from gliomaseg.segment.config import SegmentConfig
-from gliomaseg.segment.models import Segmenter
+from gliomaseg.segment.models import Segmenter, flag_threshold
 from gliomaseg.segment.postprocess import COORDINATES, region_volumes, tumour_geometry
 from gliomaseg.segment.uncertainty import Disagreement, review, source_slice_index
 from gliomaseg.train.bundle import model_training_cases, training_case_record
@@ -95,7 +95,8 @@ def review_fields(
     """Review flags and case confidence (:func:`gliomaseg.segment.uncertainty.review`)."""
     axis, index = source_slice_index(case)
     sx, sy, _ = case.spacing
-    return review(
+    threshold, source = flag_threshold(seg, config)
+    out = review(
         tumour_p,
         label > 0,
         pixel_mm2=sx * sy,
@@ -104,5 +105,7 @@ def review_fields(
         input_axis=axis,
         disagreement=disagreement,
         input_scale=seg.input_scale,
-        threshold=config.flag_threshold,
+        threshold=threshold,
     )
+    out["review"]["threshold_source"] = source
+    return out

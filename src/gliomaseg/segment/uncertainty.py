@@ -19,8 +19,9 @@ mask (after decoding and postprocessing) and ``s`` = :data:`SMOOTH_MM2` in pixel
 The slice ``score`` is the larger of ``boundary`` and ``disagreement`` (``boundary`` alone
 without variants) plus :data:`EDGE_WEIGHT` times ``edge``, clipped to [0, 1]; the
 ``reason`` is the component that contributes most (and says when the slice is a tumour end). Flags are the slices whose score is at
-least the threshold (:data:`DEFAULT_THRESHOLD`, chosen on cross-validation predictions with
-``bench/flags.py``), highest first, at most :data:`MAX_FLAGS` of them. The case
+least the threshold (the model's own, stored by ``gliomaseg bundle --flag-threshold`` after
+``bench/flags.py`` chose it on its cross-validation predictions, else :data:`DEFAULT_THRESHOLD`),
+highest first, at most :data:`MAX_FLAGS` of them. The case
 ``confidence`` is one minus the same ratios taken over the whole volume (the larger of the
 two when both exist): 1 when every voxel is certain and all variants agree.
 
@@ -33,7 +34,9 @@ In ``<case>_summary.json`` (written by :mod:`gliomaseg.segment.workflow`):
   "score": s, "reason": words}``; ``index`` is the slice's index along the input file's own
   array axis ``review.input_axis`` (:func:`source_slice_index`: the mapping the mask is
   written back with), ``slice`` the name used in ``slices`` (the file stem for TIFF stacks);
-* ``review.confidence`` (0-1), ``review.threshold``, ``review.max_flags``,
+* ``review.confidence`` (0-1), ``review.threshold`` and ``review.threshold_source``
+  (``--flag-threshold``, ``model`` or ``default``; added by
+  :func:`gliomaseg.segment.summary.review_fields`), ``review.max_flags``,
   ``review.components`` (the signals available: ``disagreement`` needs an ensemble or
   ``--tta``), ``review.variants`` (members x flips);
 * ``slices[*].uncertainty``: every slice's score; ``flagged_slices``: the flags' ``slice``

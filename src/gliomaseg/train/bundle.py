@@ -49,6 +49,7 @@ def bundle_runs(
     postprocess: dict[str, float] | None = None,
     cache: str | Path | None = None,
     inference_members: int | None = None,
+    flag_threshold: float | None = None,
 ) -> dict[str, Any]:
     # Long for its docstring and two literal records (the checkpoint, the card), key by key.
     """Merge the cross-validation runs of one config into ``output`` (.pt) and its card (.json).
@@ -70,6 +71,9 @@ def bundle_runs(
         inference_members: ``segment`` averages only the first this many members, in fold
             order (a speed budget); every run is still stored, so ``bench/accuracy.py``
             reproduces the whole cross-validation. None: all of them.
+        flag_threshold: The review-flag threshold ``segment`` uses with this model unless
+            ``--flag-threshold`` is given (choose it with ``bench/flags.py`` on these runs);
+            None: ``segment``'s default.
 
     Returns:
         The model card.
@@ -82,6 +86,9 @@ def bundle_runs(
     runs, payloads = _load_runs(run_dirs, checkpoint)
     first = payloads[0]
     used = len(payloads) if inference_members is None else int(inference_members)
+    if flag_threshold is not None and not 0.0 <= flag_threshold <= 1.0:
+        raise ValueError(f"--flag-threshold {flag_threshold}: between 0 and 1")
+    review = {} if flag_threshold is None else {"review": {"threshold": float(flag_threshold)}}
     if not 1 <= used <= len(payloads):
         raise ValueError(
             f"--inference-members {inference_members}: between 1 and the {len(payloads)} runs"
@@ -116,6 +123,7 @@ def bundle_runs(
             "context": first["context"],
             "train_config": train_config,
             "postprocess": dict(postprocess or {}),
+            **review,
             **shared,
         },
     )
@@ -134,6 +142,7 @@ def bundle_runs(
         "training_config": train_config,
         "training_command": command,
         "postprocessing": dict(postprocess or {}),
+        **review,
         **shared,  # folds and training cases (the keys above keep their places)
         "training_seconds": [_train_seconds(run) for run in runs],
         **_cpu_seconds(runs),
