@@ -469,6 +469,8 @@ def test_summary_carries_the_documented_review_fields(model_path, tmp_path):
     seg = np.asarray(nib.load(out / "Case_778_seg.nii.gz").dataobj)
     canonical = {str(s["slice"]): int(s["index"]) for s in summary["slices"]}
     assert review["input_axis"] == 2
+    own = {str(s["slice"]): int(s["input_index"]) for s in summary["slices"]}
+    assert all(own[k] == 19 - canonical[k] for k in canonical)
     for f in flags:
-        assert f["index"] == 19 - canonical[f["slice"]]  # z stored flipped
+        assert f["index"] == 19 - canonical[f["slice"]] == own[f["slice"]]  # z stored flipped
         assert 0 <= f["index"] < seg.shape[2]

@@ -73,6 +73,7 @@ def summarise(
             {
                 "slice": n,
                 "index": z,
+                "input_index": int(flags["input_index"][z]),
                 "max_tumour_probability": round(float(p), 4),
                 "uncertainty": round(float(u), 4),
             }
@@ -92,7 +93,8 @@ def review_fields(
     names: list[str],
     disagreement: Disagreement | None,
 ) -> dict[str, Any]:
-    """Review flags and case confidence (:func:`gliomaseg.segment.uncertainty.review`)."""
+    """Review flags and case confidence (:func:`gliomaseg.segment.uncertainty.review`), plus
+    ``input_index``: each canonical slice's index along the input's ``review.input_axis``."""
     axis, index = source_slice_index(case)
     sx, sy, _ = case.spacing
     threshold, source = flag_threshold(seg, config)
@@ -108,4 +110,5 @@ def review_fields(
         threshold=threshold,
     )
     out["review"]["threshold_source"] = source
+    out["input_index"] = index
     return out
