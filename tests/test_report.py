@@ -804,3 +804,16 @@ def test_ranked_review_flags_pick_the_panels_and_are_listed() -> None:
     assert confidence_warnings({**summary, "flag_threshold": 0.3}, None) == []
     none = {**summary, "flagged_slices": [], "review": {**review, "flags": []}}
     assert "No slice reaches" in review_section(SimpleNamespace(summary=none))[0].html()
+
+
+def test_overview_says_where_the_flag_threshold_came_from():
+    from gliomaseg.report.case_tables import _threshold_text
+
+    review = {"threshold_source": "model"}
+    assert _threshold_text({"flag_threshold": 0.1, "review": review}) == (
+        "0.1 (the model's own, validated on its cross-validation)"
+    )
+    given = {"flag_threshold": 0.5, "review": {"threshold_source": "--flag-threshold"}}
+    assert _threshold_text(given) == "0.5 (given with --flag-threshold)"
+    assert _threshold_text({"flag_threshold": 0.3}) == "0.3"  # a summary from before the field
+    assert _threshold_text({}) is None

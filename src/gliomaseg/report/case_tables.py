@@ -32,7 +32,7 @@ def overview_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
         ("components", s.get("components")),
         ("extent (mm, x y z)", s.get("extent_mm")),
         ("flagged slices", f"{len(s.get('flagged_slices') or [])} of {len(s.get('slices') or [])}"),
-        ("flag threshold", s.get("flag_threshold")),
+        ("flag threshold", _threshold_text(s)),
         ("case confidence", (s.get("review") or {}).get("confidence")),
         ("label scheme", s.get("label_scheme")),
         ("voxel size (mm)", s.get("spacing_mm")),
@@ -43,6 +43,23 @@ def overview_section(files: CaseFiles, volumes: CaseVolumes) -> Section:
     if volumes.reference is not None:
         items.insert(2, ("reference", "outlined dashed; Dice, HD95 and volumes compared below"))
     return Section("overview", "Overview", definition_list(i for i in items if i[1] is not None))
+
+
+#: ``review.threshold_source`` in words.
+_THRESHOLD_SOURCES = {
+    "model": "the model's own, validated on its cross-validation",
+    "--flag-threshold": "given with --flag-threshold",
+    "default": "the default",
+}
+
+
+def _threshold_text(summary: dict[str, Any]) -> str | None:
+    """The flag threshold and where it came from (older summaries: the value alone)."""
+    value = summary.get("flag_threshold")
+    source = _THRESHOLD_SOURCES.get(str((summary.get("review") or {}).get("threshold_source")))
+    if value is None or source is None:
+        return None if value is None else str(value)
+    return f"{value} ({source})"
 
 
 def _postprocessing_text(record: Any) -> str | None:
