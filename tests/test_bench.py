@@ -213,3 +213,46 @@ def test_compare_runs_pairs_patients_and_bootstraps_reproducibly(tmp_path, capsy
     assert module.main([str(p) for p in paths]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no patients" in err
+
+
+def test_subgroups_split_a_report_by_grade_and_by_source(tmp_path, capsys):
+    module = load_bench("subgroups")
+    rows = []
+    for case, dice in (
+        ("Brats18_TCIA10_628_1", 0.2),  # LGG through --ids (BraTS20_Training_309)
+        ("BraTS20_Training_300", 0.4),  # LGG by its own id
+        ("BraTS20_Training_010", 0.9),  # HGG by its own id
+        ("Brats18_CBICA_AAB_1", 0.8),  # HGG through --ids
+        ("BraTS2021_00002", 0.7),  # no grade in its name
+    ):
+        metrics = {"TC": {"dice": dice, "hd95_mm": 10 * dice}}
+        raw = {"TC": {"dice": dice - 0.1, "hd95_mm": 1.0}}
+        rows.append({"case_id": case, "metrics": metrics, "metrics_without_postprocessing": raw})
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"results": {"cross_validation": {"TC": {}}, "per_case": rows}}))
+    ids = tmp_path / "cases.json"
+    ids.write_text(
+        json.dumps(
+            {
+                "cases": {
+                    "Brats18_TCIA10_628_1": {"brats2020_id": "BraTS20_Training_309"},
+                    "Brats18_CBICA_AAB_1": {"brats2020_id": "BraTS20_Training_002"},
+                }
+            }
+        )
+    )
+    assert module.main([str(report), "--by", "grade", "--ids", str(ids)]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert {g: v["n"] for g, v in groups.items()} == {"HGG": 2, "LGG": 2, "unknown": 1}
+    lgg = groups["LGG"]
+    assert lgg["postprocessed"]["TC"]["dice_mean"] == pytest.approx(0.3)
+    assert lgg["postprocessed"]["TC"]["dice_worst"] == pytest.approx(0.2)
+    assert lgg["postprocessed"]["TC"]["hd95_mm_mean"] == pytest.approx(3.0)
+    assert lgg["without_postprocessing"]["TC"]["dice_mean"] == pytest.approx(0.2)
+    assert module.main([str(report)]) == 0  # by source: the folds' strata
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert {g: v["n"] for g, v in groups.items()} == {"TCIA": 1, "CBICA": 1, "2021": 1, "other": 2}
+    report.write_text("{")  # a broken report: one line, exit 2
+    assert module.main([str(report)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(report) in err
