@@ -486,3 +486,14 @@ def test_real_case_with_a_flipped_byte(shared_data, tmp_path, capsys):
     _one_error_line(capsys.readouterr().err, seg.name)
     assert _digest(seg) == before
     assert label.shape == (240, 240, 155)
+
+
+def test_the_same_checkpoint_payload_gives_the_same_bytes(tmp_path):
+    """The atomic write's random temporary name must not leak into the archive (it did: torch
+    names the archive's folder after the file), so rebundling the same runs is byte-identical."""
+    payload = {"format": CHECKPOINT_FORMAT, "state_dict": {"w": torch.arange(6.0)}}
+    save_checkpoint(tmp_path / "a.pt", payload)
+    save_checkpoint(tmp_path / "b.pt", payload)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(load_checkpoint(tmp_path / "b.pt")["state_dict"]["w"], torch.arange(6.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt", "b.pt"]  # no temporary left

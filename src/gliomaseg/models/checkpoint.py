@@ -69,9 +69,13 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` with ``torch.save`` to a temporary file, then rename it into place."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write ``payload`` with ``torch.save`` to a temporary file, then rename it into place.
+
+    Saved through a file object, so the archive's inner folder is torch's fixed ``archive``
+    rather than the temporary file's random name: the same payload gives the same bytes.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def _bad(path: Path, what: str, fix: str = _FIX) -> InputError:
