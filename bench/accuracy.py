@@ -437,7 +437,20 @@ def update_card(card_path: Path, report: dict[str, Any], choice: dict[str, Any] 
             for a in results["agreement_with_isen20"]
         ],
     }
+    card["table_row"] = _table_row(report, card_path)
     write_json_atomic(card_path, card)
+
+
+def _table_row(report: dict[str, Any], card_path: Path) -> dict[str, Any]:
+    """The README's table-of-runs row of this report (``bench/runs_table.py``), as its fields
+    and as markdown, for the model card."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import runs_table
+    finally:
+        sys.path.pop(0)
+    row = runs_table.row(report, card_path.stem, card_path)
+    return {**row, "markdown": runs_table.markdown([row])}
 
 
 def main(argv: list[str] | None = None) -> int:

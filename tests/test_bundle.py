@@ -295,6 +295,11 @@ def test_accuracy_bench_scores_each_patient_with_the_member_that_never_saw_it(
     listed = "\n".join(card_lines(tmp_path / "tiny.json"))
     assert "cross-validation Dice over 5 patients: WT" in listed
     assert f"{wt['mean']:.3f} mean" in listed
+    # the card holds its row of the README's table of runs (bench/runs_table.py)
+    row = card["table_row"]
+    assert row["label"] == "tiny" and row["members"] == 5 and row["patients"] == 5
+    assert row["without_postprocessing"]["WT"]["mean"] == pytest.approx(wt["mean"])
+    assert row["markdown"].splitlines()[2].startswith("| tiny | test | 5 |")
 
 
 def test_segment_applies_the_models_postprocessing_unless_overridden(cv_root, tmp_path):
