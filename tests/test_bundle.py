@@ -233,6 +233,10 @@ def test_a_bundles_flag_threshold_is_what_segment_uses_unless_given_one(cv_root,
     argv = ["bundle", *runs, "-o", str(out), "--description", "x", "--flag-threshold", "0.15"]
     assert main(argv) == 0
     assert read_card(out.with_suffix(".json"))["review"] == {"threshold": 0.15}
+    assert any(
+        "review flags at uncertainty >= 0.15" in line
+        for line in card_lines(out.with_suffix(".json"))
+    )
     assert load_checkpoint(out)["review"] == {"threshold": 0.15}
     synth = make_case(
         rng=np.random.default_rng(7), case_id="BraTS2021_00042", template="phantom",

@@ -340,6 +340,12 @@ def card_lines(path: str | Path) -> list[str]:
         )
     else:
         lines.append("  cross-validation: not measured yet (bench/accuracy.py --update-card)")
+    threshold = card.get("review", {}).get("threshold")
+    if threshold is not None:
+        lines.append(
+            f"  review flags at uncertainty >= {threshold:g} (validated on its cross-validation; "
+            "segment --flag-threshold overrides)"
+        )
     if card.get("training_cases") is not None:
         lines.append(
             f"  trained on {len(card['training_cases'])} cases (training_cases in the card; "
