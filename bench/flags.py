@@ -286,6 +286,42 @@ def _stats(values: list[float] | list[int]) -> dict[str, Any]:
     }
 
 
+def error_kinds(
+    records: list[dict[str, Any]], scores: list[np.ndarray], thresholds: tuple[float, ...]
+) -> dict[str, Any]:
+    """Tumour slices by kind, with the scores each kind gets: ``correct`` (Dice >= 0.7) and,
+    below it, ``missed`` (no predicted tumour), ``false_positive`` (none in the label) and
+    ``partial`` (both present). A missed slice the model is sure of scores ~0: no rule on
+    the score can flag it."""
+    kinds: dict[str, list[float]] = {
+        "correct": [],
+        "missed": [],
+        "false_positive": [],
+        "partial": [],
+    }
+    for record, score in zip(records, scores, strict=True):
+        cells = zip(record["dice"], record["pred_pixels"], record["ref_pixels"], score, strict=True)
+        for dice, pred, ref, value in cells:
+            if pred == 0 and ref == 0:
+                continue  # no tumour in either: not a tumour slice
+            if dice >= SLICE_ERROR_DICE:
+                kind = "correct"
+            else:
+                kind = "missed" if pred == 0 else "false_positive" if ref == 0 else "partial"
+            kinds[kind].append(float(value))
+    return {
+        kind: {
+            "slices": len(values),
+            "score_median": round(float(np.median(values)), 4) if values else None,
+            "share_at_or_above": {
+                f"{t:g}": round(float(np.mean(np.asarray(values) >= t)), 3) if values else None
+                for t in thresholds
+            },
+        }
+        for kind, values in kinds.items()
+    }
+
+
 def _f1(table: dict[str, Any]) -> float:
     p, r = table["precision"] or 0.0, table["recall"] or 0.0
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
@@ -330,6 +366,7 @@ def evaluate(records: list[dict[str, Any]]) -> dict[str, Any]:
         "error_slices": int(error.sum()),
         "auroc_dice_below_0.7": {k: round(auroc(v, error), 4) for k, v in candidates.items()},
         "empty_slices_at_or_above_threshold": empty_high,
+        "error_kinds": error_kinds(records, scores, (0.1, DEFAULT_THRESHOLD)),
     }
     grid = [flag_table(records, scores, threshold=t, max_flags=MAX_FLAGS) for t in THRESHOLDS]
     peak = [np.asarray(r["max_probability"]) for r in records]

@@ -149,6 +149,16 @@ def test_flags_metrics_on_hand_made_records():
     slices = out["slice_level"]
     assert slices["tumour_slices"] == 12 and slices["error_slices"] == 6
     assert slices["auroc_dice_below_0.7"]["boundary"] == 1.0
+    kinds = slices["error_kinds"]
+    assert {k: v["slices"] for k, v in kinds.items()} == {
+        "correct": 6, "missed": 0, "false_positive": 0, "partial": 6
+    }  # fmt: skip
+    assert kinds["partial"]["share_at_or_above"]["0.3"] == 1.0
+    assert kinds["correct"]["share_at_or_above"]["0.3"] == 0.0
+    missed = {**records[0], "pred_pixels": [0, 10, 0, 10, 10, 0]}  # slice 2: nothing predicted
+    lost = bench.error_kinds([missed], [np.asarray(missed["components"]["boundary"])], (0.3,))
+    assert lost["missed"]["slices"] == 1 and lost["missed"]["score_median"] == 0.6
+    assert lost["missed"]["share_at_or_above"] == {"0.3": 1.0}
     table = bench.flag_table(
         records,
         [np.asarray(r["components"]["boundary"]) for r in records],
