@@ -56,10 +56,11 @@ _THRESHOLD_SOURCES = {
 def _threshold_text(summary: dict[str, Any]) -> str | None:
     """The flag threshold and where it came from (older summaries: the value alone)."""
     value = summary.get("flag_threshold")
-    source = _THRESHOLD_SOURCES.get(str((summary.get("review") or {}).get("threshold_source")))
-    if value is None or source is None:
-        return None if value is None else str(value)
-    return f"{value} ({source})"
+    if value is None:
+        return None
+    review = summary.get("review") or {}
+    source = _THRESHOLD_SOURCES.get(review.get("threshold_source", ""))
+    return f"{value} ({source})" if source else str(value)
 
 
 def _postprocessing_text(record: Any) -> str | None:
